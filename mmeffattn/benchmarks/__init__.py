@@ -1,0 +1,1 @@
+"""Benchmark cases (each runs in its own process; see tools/analysis_tools)."""

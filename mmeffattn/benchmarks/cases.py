@@ -1,0 +1,84 @@
+"""One benchmark case per process: ``python -m mmeffattn.benchmarks.cases --case JSON``.
+
+Prints one JSON line: fwd and fwd+bwd median ms and the fwd+bwd peak memory.
+"""
+import argparse
+import json
+
+import torch
+import torch.nn as nn
+
+from mmeffattn.utils.benchmark import peak_rss_mib, rss_mib, time_fn
+
+
+class SASALayer(nn.Module):
+    """1x1 q/k/v projections + local attention, with a switchable kernel."""
+
+    def __init__(self, channels, kernel_size, heads, impl):
+        super().__init__()
+        from mmeffattn.ops import local_attention2d, local_attention2d_unfold
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
+        d = channels // heads
+        self.rel_row = nn.Parameter(torch.randn(kernel_size, d // 2))
+        self.rel_col = nn.Parameter(torch.randn(kernel_size, d // 2))
+        self.k, self.heads = kernel_size, heads
+        self.op = local_attention2d if impl == 'ours' else \
+            local_attention2d_unfold
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).view(b, 3, self.heads, c // self.heads, h,
+                                   w).permute(1, 0, 2, 4, 5, 3)
+        out = self.op(q, k, v, self.rel_row, self.rel_col, self.k)
+        return out.permute(0, 1, 4, 2, 3).reshape(b, c, h, w)
+
+
+def build(case):
+    kind = case['kind']
+    if kind == 'sasa':
+        b, c, h, w = case['B'], case['C'], case['H'], case['W']
+        if case['impl'] == 'conv3x3':
+            layer = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        else:
+            layer = SASALayer(c, case['k'], case['heads'], case['impl'])
+        return layer, torch.randn(b, c, h, w)
+    if kind == 'set':
+        from mmeffattn.benchmarks.set_cases import build_set_case
+        return build_set_case(case)
+    if kind == 'backbone':
+        from mmeffattn.benchmarks.set_cases import build_backbone_case
+        return build_backbone_case(case)
+    raise ValueError(f'unknown case kind {kind!r}')
+
+
+def run(case):
+    torch.manual_seed(0)
+    torch.set_num_threads(case.get('threads', torch.get_num_threads()))
+    layer, x = build(case)
+    x.requires_grad_(True)
+    base, peak0 = rss_mib(), peak_rss_mib()
+
+    def fwd_bwd():
+        out = layer(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        out.float().sum().backward()
+
+    fwd_bwd()
+    peak = peak_rss_mib()
+    layer.zero_grad(set_to_none=True)
+
+    def fwd():
+        with torch.no_grad():
+            layer(x)
+
+    reps = case.get('repeat', 3)
+    return dict(case, fwd_ms=time_fn(fwd, 1, reps),
+                fwdbwd_ms=time_fn(fwd_bwd, 0, reps),
+                peak_mib=max(peak - base, 0.0),
+                peak_is_lower_bound=peak <= peak0)
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--case', required=True)
+    print(json.dumps(run(json.loads(parser.parse_args().case))))

@@ -1,0 +1,92 @@
+"""SASA attention stem with spatially-aware values (paper Sec. 3.2, App. A.1)."""
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from mmeffattn.registry import MODELS
+
+
+@MODELS.register_module()
+class AttentionStem(BaseModule):
+    """Self-attention inside each ``block x block`` patch, then BN, ReLU and a
+    ``block x block`` max pool (stride ``block``), as the paper's stem.
+
+    Values are spatially aware: ``v_ab = (sum_m p(a, b, m) W_V^m) x_ab`` with
+    ``p(a, b, .) = softmax_m((emb_row[a] + emb_col[b]) . nu_m)`` over the
+    absolute position (a, b) inside the patch; the mixture weights are shared
+    across heads. Logits are ``q . k + q . r`` with relative row/col
+    embeddings as in :class:`LocalSelfAttention2d`. The paper does not give the
+    number of mixtures m; we use 4 (docs/sasa.md).
+
+    Shapes:
+        x: (B, C_in, H, W) -> (B, C_out, ceil(H/block), ceil(W/block)).
+    """
+
+    def __init__(self,
+                 in_channels: int = 3,
+                 out_channels: int = 64,
+                 num_heads: int = 4,
+                 num_mixtures: int = 4,
+                 block: int = 4,
+                 norm_cfg=dict(type='BN'),
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        from mmcv.cnn import build_norm_layer
+        if out_channels % (2 * num_heads):
+            raise ValueError(f'out_channels={out_channels} must be divisible '
+                             f'by 2 * num_heads={2 * num_heads}')
+        self.out_channels, self.num_heads = out_channels, num_heads
+        self.num_mixtures, self.block = num_mixtures, block
+        head_dim = out_channels // num_heads
+        self.query = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.key = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.value = nn.Conv2d(in_channels, out_channels * num_mixtures, 1,
+                               bias=False)
+        self.emb_row = nn.Parameter(torch.randn(block, out_channels) * 0.02)
+        self.emb_col = nn.Parameter(torch.randn(block, out_channels) * 0.02)
+        self.emb_mix = nn.Parameter(torch.randn(num_mixtures, out_channels))
+        self.rel_row = nn.Parameter(torch.randn(2 * block - 1, head_dim // 2))
+        self.rel_col = nn.Parameter(torch.randn(2 * block - 1, head_dim // 2))
+        self.norm = build_norm_layer(norm_cfg, out_channels)[1]
+        self.act = nn.ReLU(inplace=True)
+        idx = torch.arange(block)
+        self.register_buffer('rel_index', (idx[None, :] - idx[:, None]) +
+                             block - 1, persistent=False)
+
+    def _patches(self, x: torch.Tensor, channels: int) -> torch.Tensor:
+        """(B, C, Hp, Wp) -> (B, nH*nW, block*block, C)."""
+        bsz, _, height, width = x.shape
+        b = self.block
+        x = x.view(bsz, channels, height // b, b, width // b, b)
+        return x.permute(0, 2, 4, 3, 5, 1).reshape(bsz, -1, b * b, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bsz, _, height, width = x.shape
+        b, h, c = self.block, self.num_heads, self.out_channels
+        pad_h, pad_w = (-height) % b, (-width) % b
+        x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
+        n_h, n_w = x.shape[2] // b, x.shape[3] // b
+        q = self._patches(self.query(x), c).unflatten(-1, (h, -1))
+        k = self._patches(self.key(x), c).unflatten(-1, (h, -1))
+        v = self._patches(self.value(x), c * self.num_mixtures)
+        # spatially-aware values: mixture weights per position in the patch
+        pos = (self.emb_row[:, None] + self.emb_col[None, :]).view(b * b, c)
+        mix = (pos @ self.emb_mix.t()).softmax(-1)  # (b^2, m)
+        v = (v.unflatten(-1, (self.num_mixtures, c)) *
+             mix[:, :, None]).sum(-2).unflatten(-1, (h, -1))
+        # logits q.k + q.r within each patch: (B, n, heads, b^2, b^2)
+        q, k, v = (t.transpose(2, 3) for t in (q, k, v))
+        d2 = q.shape[-1] // 2
+        row = q[..., :d2] @ self.rel_row.t()  # (B,n,h,b^2,2b-1)
+        col = q[..., d2:] @ self.rel_col.t()
+        ri = self.rel_index  # (b, b): key pos - query pos + b - 1
+        qy = torch.arange(b, device=x.device).repeat_interleave(b)
+        qx = torch.arange(b, device=x.device).repeat(b)
+        row = row.gather(-1, ri[qy].expand(row.shape[:-1] + (b, )))
+        col = col.gather(-1, ri[qx].expand(col.shape[:-1] + (b, )))
+        rel = (row[..., :, None] + col[..., None, :]).flatten(-2)
+        attn = (q @ k.transpose(-1, -2) + rel).softmax(-1)
+        out = (attn @ v).transpose(2, 3).reshape(bsz, n_h, n_w, b, b, c)
+        out = out.permute(0, 5, 1, 3, 2, 4).reshape(bsz, c, n_h * b, n_w * b)
+        out = self.act(self.norm(out))
+        return nn.functional.max_pool2d(out, b, b)

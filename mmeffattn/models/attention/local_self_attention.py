@@ -1,0 +1,92 @@
+"""SASA layer: local self-attention that replaces a k x k convolution."""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmeffattn.ops import local_attention2d
+from mmeffattn.registry import MODELS
+
+
+@MODELS.register_module()
+class LocalSelfAttention2d(BaseModule):
+    """Stand-Alone Self-Attention (Ramachandran et al., 2019), Sec. 2.
+
+    1x1 query/key/value projections (full width, no bias: this is what gives
+    the paper's parameter counts, see docs/sasa.md), ``num_heads`` heads, a
+    ``kernel_size`` window with learned row/col relative embeddings
+    (``d/2`` each, shared across heads) and, for ``stride=2``, a 2x2 average
+    pool after the attention.
+
+    Args:
+        in_channels (int): C_in.
+        out_channels (int): C_out, divisible by ``2 * num_heads``.
+        kernel_size (int): odd window size k. Defaults to 7.
+        num_heads (int): Defaults to 8.
+        stride (int): 1 or 2. Defaults to 1.
+        border (str): ``'zero'`` or ``'mask'``. Defaults to ``'zero'``.
+        scale (float, optional): logit scale; None = 1 as in the paper.
+        block_size (int): query block of the blocked GEMM (speed only).
+
+    Shapes:
+        x: (B, C_in, H, W) -> (B, C_out, ceil(H/stride), ceil(W/stride)).
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int = 7,
+                 num_heads: int = 8,
+                 stride: int = 1,
+                 border: str = 'zero',
+                 scale: Optional[float] = None,
+                 qkv_bias: bool = False,
+                 block_size: int = 8,
+                 value_init_std: Optional[float] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if out_channels % (2 * num_heads):
+            raise ValueError(f'out_channels={out_channels} must be divisible '
+                             f'by 2 * num_heads={2 * num_heads}')
+        if stride not in (1, 2):
+            raise ValueError(f'stride must be 1 or 2, got {stride}')
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.num_heads = kernel_size, num_heads
+        self.stride, self.border, self.scale = stride, border, scale
+        self.block_size = block_size
+        self.value_init_std = value_init_std
+        head_dim = out_channels // num_heads
+        self.query = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
+        self.key = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
+        self.value = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
+        self.rel_row = nn.Parameter(torch.randn(kernel_size, head_dim // 2))
+        self.rel_col = nn.Parameter(torch.randn(kernel_size, head_dim // 2))
+
+    def init_weights(self):
+        super().init_weights()
+        if self.value_init_std is not None:  # RetinaNet heads: N(0, 0.01)
+            nn.init.normal_(self.value.weight, std=self.value_init_std)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        bsz, _, height, width = x.shape
+        return x.view(bsz, self.num_heads, -1, height, width).permute(
+            0, 1, 3, 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bsz, _, height, width = x.shape
+        out = local_attention2d(
+            self._heads(self.query(x)), self._heads(self.key(x)),
+            self._heads(self.value(x)), self.rel_row, self.rel_col,
+            self.kernel_size, self.border, self.scale, self.block_size)
+        out = out.permute(0, 1, 4, 2, 3).reshape(bsz, self.out_channels,
+                                                 height, width)
+        if self.stride == 2:
+            out = F.avg_pool2d(out, 2, 2, ceil_mode=True)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, {self.out_channels}, '
+                f'kernel_size={self.kernel_size}, num_heads={self.num_heads}, '
+                f'stride={self.stride}, border={self.border!r}')

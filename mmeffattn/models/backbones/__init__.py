@@ -1,0 +1,3 @@
+from .sasa_resnet import SASAResNet
+
+__all__ = ['SASAResNet']

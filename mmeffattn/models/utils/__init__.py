@@ -1,0 +1,3 @@
+from .pretrained import StrictPretrainedMixin, load_pretrained
+
+__all__ = ['StrictPretrainedMixin', 'load_pretrained']

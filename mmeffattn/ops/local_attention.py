@@ -1,0 +1,199 @@
+"""2-D local (neighbourhood) self-attention of SASA, as a functional op.
+
+For each pixel ``(i, j)`` and head, a softmax over its ``k x k`` neighbourhood
+``N(i, j)`` (centred, ``r = k // 2``) of ``q_ij . k_ab + q_ij . r_{a-i, b-j}``,
+where ``r`` concatenates a learned row-offset embedding and a learned
+column-offset embedding (``d/2`` channels each)::
+
+    out_ij = sum_{ab in N(i,j)} softmax_ab(scale * q_ij . (k_ab + r_{a-i,b-j})) v_ab
+
+Borders (the SASA paper is silent; see docs/sasa.md):
+
+* ``'zero'``: positions outside the image carry ``k = v = 0`` and take part in
+  the softmax (logit ``q . r``), as zero-padded convolutions, HaloNet and the
+  public re-implementations do;
+* ``'mask'``: positions outside the image are excluded from the softmax.
+
+Implementation ("blocked halo GEMM", HaloNet-style but exact SASA windows):
+queries are cut into ``b x b`` blocks; each block attends with two batched
+GEMMs to its ``(b + k - 1)^2`` halo of keys/values, and an additive mask keeps
+only each query's own ``k x k`` window. Logit memory is
+``heads * HW * (b + k - 1)^2`` (not ``C * k^2 * HW`` as with unfold), and the
+autograd function saves only its inputs and recomputes the forward in backward.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+BORDERS = ('zero', 'mask')
+
+
+def _check_inputs(q, k, v, rel_row, rel_col, kernel_size, border):
+    if border not in BORDERS:
+        raise ValueError(f'border must be one of {BORDERS}, got {border!r}')
+    if not (isinstance(kernel_size, int) and kernel_size >= 1
+            and kernel_size % 2 == 1):
+        raise ValueError(f'kernel_size must be an odd int >= 1, got '
+                         f'{kernel_size!r}')
+    if q.dim() != 5 or q.shape != k.shape or k.shape != v.shape:
+        raise ValueError('q, k, v must have the same shape (B, heads, H, W, d)'
+                         f', got {tuple(q.shape)}, {tuple(k.shape)}, '
+                         f'{tuple(v.shape)}')
+    d = q.shape[-1]
+    want = (kernel_size, d // 2)
+    if d % 2 or tuple(rel_row.shape) != want or tuple(rel_col.shape) != want:
+        raise ValueError(
+            f'head dim d={d} must be even and rel_row/rel_col must have shape '
+            f'(kernel_size, d/2)={want}, got {tuple(rel_row.shape)} and '
+            f'{tuple(rel_col.shape)}')
+
+
+def _window_index(block: int, kernel_size: int, device) -> torch.Tensor:
+    """(b, b + k - 1) index: halo row/col -> offset in the window, clamped."""
+    q_pos = torch.arange(block, device=device)[:, None]
+    halo_pos = torch.arange(block + kernel_size - 1, device=device)[None, :]
+    return halo_pos - q_pos  # in [0, k) inside the window
+
+
+def _block_mask(block: int, kernel_size: int, height: int, width: int,
+                n_h: int, n_w: int, border: str, dtype, device) -> torch.Tensor:
+    """Additive mask (n_blocks or 1, b^2, halo^2): 0 where a key counts."""
+    halo = block + kernel_size - 1
+    off = _window_index(block, kernel_size, device)
+    in_win_1d = (off >= 0) & (off < kernel_size)  # (b, halo)
+    in_win = (in_win_1d[:, None, :, None] & in_win_1d[None, :, None, :])
+    in_win = in_win.reshape(1, block * block, halo * halo)
+    if border == 'mask':
+        r = kernel_size // 2
+        rows = (torch.arange(n_h, device=device)[:, None] * block +
+                torch.arange(halo, device=device)[None, :] - r)  # (n_h, halo)
+        cols = (torch.arange(n_w, device=device)[:, None] * block +
+                torch.arange(halo, device=device)[None, :] - r)
+        key_in = ((rows >= 0) & (rows < height))[:, None, :, None] & \
+                 ((cols >= 0) & (cols < width))[None, :, None, :]
+        qrows = (torch.arange(n_h, device=device)[:, None] * block +
+                 torch.arange(block, device=device)[None, :])
+        qcols = (torch.arange(n_w, device=device)[:, None] * block +
+                 torch.arange(block, device=device)[None, :])
+        q_in = (qrows < height)[:, None, :, None] & \
+               (qcols < width)[None, :, None, :]  # (n_h, n_w, b, b)
+        key_in = key_in.reshape(n_h * n_w, 1, halo * halo)
+        q_in = q_in.reshape(n_h * n_w, block * block, 1)
+        # Padding queries (discarded) keep their keys so no row is all -inf.
+        in_win = in_win & (key_in | ~q_in)
+    mask = torch.zeros(in_win.shape, dtype=dtype, device=device)
+    return mask.masked_fill_(~in_win, float('-inf'))
+
+
+def _to_blocks(x: torch.Tensor, block: int, size: int, step: int):
+    """(B, h, Hp, Wp, d) -> (B, h, nH*nW, size*size, d) windows of ``size``."""
+    bsz, heads, _, _, d = x.shape
+    win = x.unfold(2, size, step).unfold(3, size, step)  # B,h,nH,nW,d,s,s
+    n_h, n_w = win.shape[2], win.shape[3]
+    return win.permute(0, 1, 2, 3, 5, 6, 4).reshape(bsz, heads, n_h * n_w,
+                                                    size * size, d)
+
+
+def local_attention2d_forward(q, k, v, rel_row, rel_col, kernel_size: int,
+                              border: str = 'zero',
+                              scale: Optional[float] = None,
+                              block_size: int = 8) -> torch.Tensor:
+    """Differentiable forward of :func:`local_attention2d` (no recompute)."""
+    bsz, heads, height, width, d = q.shape
+    r = kernel_size // 2
+    block = max(1, min(block_size, max(height, width)))
+    halo = block + 2 * r
+    n_h, n_w = -(-height // block), -(-width // block)
+    pad_h, pad_w = n_h * block - height, n_w * block - width
+    if scale is not None:
+        q = q * scale
+    qb = _to_blocks(F.pad(q, (0, 0, 0, pad_w, 0, pad_h)), block, block, block)
+    kv_pad = (0, 0, r, r + pad_w, r, r + pad_h)
+    kb = _to_blocks(F.pad(k, kv_pad), block, halo, block)
+    vb = _to_blocks(F.pad(v, kv_pad), block, halo, block)
+
+    # relative logits q.r_row[a] and q.r_col[b] (q already scaled), spread
+    # over the halo rows/cols; entries outside the window are masked below
+    half = d // 2
+    row_logit = qb[..., :half] @ rel_row.t()  # (B,h,n,b^2,k)
+    col_logit = qb[..., half:] @ rel_col.t()
+    off = _window_index(block, kernel_size, q.device).clamp(0, kernel_size - 1)
+    qy = torch.arange(block, device=q.device).repeat_interleave(block)
+    qx = torch.arange(block, device=q.device).repeat(block)
+    shape = qb.shape[:3] + (block * block, halo)
+    row_halo = row_logit.gather(-1, off[qy].expand(shape))
+    col_halo = col_logit.gather(-1, off[qx].expand(shape))
+    rel = (row_halo[..., :, None] + col_halo[..., None, :]).flatten(-2)
+
+    mask = _block_mask(block, kernel_size, height, width, n_h, n_w, border,
+                       q.dtype, q.device)
+    logits = qb @ kb.transpose(-1, -2) + rel + mask
+    attn = logits.softmax(-1)
+    out = attn @ vb  # (B,h,n,b^2,d)
+    out = out.reshape(bsz, heads, n_h, n_w, block, block, d)
+    out = out.permute(0, 1, 2, 4, 3, 5, 6).reshape(bsz, heads, n_h * block,
+                                                   n_w * block, d)
+    return out[:, :, :height, :width]
+
+
+class LocalAttention2dFunction(torch.autograd.Function):
+    """Saves only its inputs; backward recomputes the blocked forward.
+
+    Shows in a traced graph as ``prim::PythonOp.LocalAttention2dFunction``,
+    which the FLOP counter of tools/analysis_tools/get_flops.py handles.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, rel_row, rel_col, kernel_size, border, scale,
+                block_size):
+        ctx.args = (kernel_size, border, scale, block_size)
+        ctx.save_for_backward(q, k, v, rel_row, rel_col)
+        with torch.no_grad():
+            return local_attention2d_forward(q, k, v, rel_row, rel_col,
+                                             kernel_size, border, scale,
+                                             block_size)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        inputs = [t.detach().requires_grad_(need)
+                  for t, need in zip(ctx.saved_tensors, ctx.needs_input_grad)]
+        with torch.enable_grad():
+            out = local_attention2d_forward(*inputs, *ctx.args)
+        wanted = [t for t in inputs if t.requires_grad]
+        grads = iter(torch.autograd.grad(out, wanted, grad_out))
+        return tuple(next(grads) if t.requires_grad else None
+                     for t in inputs) + (None, ) * 4
+
+
+def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      rel_row: torch.Tensor, rel_col: torch.Tensor,
+                      kernel_size: int, border: str = 'zero',
+                      scale: Optional[float] = None,
+                      block_size: int = 8) -> torch.Tensor:
+    """SASA local attention over ``kernel_size x kernel_size`` windows.
+
+    Args:
+        q, k, v: (B, heads, H, W, d) queries, keys, values (d even).
+        rel_row, rel_col: (kernel_size, d/2) row / column offset embeddings;
+            index ``a`` is offset ``a - kernel_size // 2``.
+        kernel_size: odd window size k; any H, W (also smaller than k).
+        border: ``'zero'`` or ``'mask'`` (see module docstring).
+        scale: logit scale; ``None`` = 1 (the paper has no 1/sqrt(d)).
+        block_size: query block edge b of the blocked GEMM (speed only).
+
+    Returns:
+        (B, heads, H, W, d).
+    """
+    _check_inputs(q, k, v, rel_row, rel_col, kernel_size, border)
+    return LocalAttention2dFunction.apply(q, k, v, rel_row, rel_col,
+                                          kernel_size, border, scale,
+                                          block_size)
+
+
+def local_attention2d_flops(q_shape: Tuple[int, ...], kernel_size: int) -> int:
+    """Multiply-adds of the op as the paper counts them (k^2 window only):
+    ``q.k`` and ``attn.v`` (k^2 d each) plus ``q.r`` (k d) per pixel and head."""
+    bsz, heads, height, width, d = q_shape
+    return bsz * heads * height * width * d * (2 * kernel_size**2 +
+                                               kernel_size)

@@ -1,0 +1,50 @@
+"""Timing and peak-memory measurement on CPU (and CUDA where present).
+
+Peak memory on CPU has no allocator counter, so each case runs in a fresh
+subprocess and reports ``peak RSS - RSS after building the inputs`` (Linux
+``ru_maxrss``); on CUDA it uses ``torch.cuda.max_memory_allocated``.
+"""
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict
+
+
+def rss_mib() -> float:
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    import os
+    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_fn(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
+            sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall time in ms."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def run_isolated(module: str, case: Dict, timeout: float = 1200) -> Dict:
+    """Run ``python -m module --case JSON`` and parse its last JSON line."""
+    proc = subprocess.run(
+        [sys.executable, '-m', module, '--case', json.dumps(case)],
+        capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return dict(case, error=proc.stderr.strip().splitlines()[-1:]
+                    or ['failed'])
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,125 @@
+"""Checkpoint loading policy for torch>=2.6 with mmengine 0.10.7.
+
+* Every checkpoint loads **weights-only** (torch's restricted unpickler). The
+  few plain-data types that mmengine training checkpoints hold (numpy arrays
+  and scalars, ``HistoryBuffer``) are allow-listed, so a run's own
+  ``epoch_N.pth`` loads weights-only too (tools/test.py, ``load_from``).
+* Resuming (``Runner.resume``) a checkpoint that lies inside the run's own
+  ``work_dir`` may fall back to a full unpickle: it is the run's own file.
+* Anything else that is not weights-only is refused with :class:`CheckpointError`
+  naming the file; so is a corrupt or truncated file.
+"""
+import contextlib
+import functools
+import os
+import os.path as osp
+import pickle
+import threading
+import zipfile
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+_STATE = threading.local()
+TRUST_ENV = 'MMEFFATTN_TRUST_CHECKPOINTS'
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot or must not be loaded."""
+
+
+def _safe_globals() -> list:
+    from mmengine.logging.history_buffer import HistoryBuffer
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy<2
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtypes = [type(np.dtype(t)) for t in (
+        np.float16, np.float32, np.float64, np.int8, np.int16, np.int32,
+        np.int64, np.uint8, np.bool_)]
+    return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype] + dtypes
+
+
+def _trusted_root() -> Optional[str]:
+    return getattr(_STATE, 'trusted_root', None)
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(root: str) -> Iterator[None]:
+    """Within the block, checkpoints under ``root`` may be fully unpickled."""
+    old = _trusted_root()
+    _STATE.trusted_root = osp.realpath(root)
+    try:
+        yield
+    finally:
+        _STATE.trusted_root = old
+
+
+def _is_trusted(path: str) -> bool:
+    if os.environ.get(TRUST_ENV) == '1':
+        return True
+    root = _trusted_root()
+    if root is None:
+        return False
+    return osp.commonpath([osp.realpath(path), root]) == root
+
+
+def load_checkpoint_file(path: str, map_location='cpu'):
+    """Load a local checkpoint under the policy of this module.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: corrupt file, or a non weights-only pickle outside a
+            trusted resume.
+    """
+    path = osp.expanduser(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location=map_location,
+                              weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if 'Weights only load failed' not in str(exc):
+            raise CheckpointError(
+                f'checkpoint {path} is corrupt or not a PyTorch checkpoint: '
+                f'{exc}') from exc
+        if _is_trusted(path):
+            return torch.load(path, map_location=map_location,
+                              weights_only=False)
+        raise CheckpointError(
+            f'checkpoint {path} is not weights-only (it pickles arbitrary '
+            'objects) and is refused. Published checkpoints must hold only '
+            'tensors and plain data (tools/model_converters/publish_model.py '
+            'writes such files). Resuming your own run from inside its '
+            f'work_dir is allowed; to trust this file anyway set {TRUST_ENV}=1.'
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(
+            f'checkpoint {path} is corrupt or not a PyTorch checkpoint: '
+            f'{exc}') from exc
+
+
+def _load_from_local(filename, map_location):
+    return load_checkpoint_file(filename, map_location)
+
+
+def _resume_trusting_work_dir(resume):
+
+    @functools.wraps(resume)
+    def wrapper(self, *args, **kwargs):
+        with trusted_checkpoints(self.work_dir):
+            return resume(self, *args, **kwargs)
+
+    wrapper._mmeffattn_policy = True
+    return wrapper
+
+
+def register_checkpoint_policy() -> None:
+    """Install the policy into mmengine (idempotent)."""
+    from mmengine.runner import Runner
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)
+    if not getattr(Runner.resume, '_mmeffattn_policy', False):
+        Runner.resume = _resume_trusting_work_dir(Runner.resume)

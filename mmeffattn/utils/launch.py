@@ -1,0 +1,70 @@
+"""Shared set-up of tools/train.py and tools/test.py (one tools/ for all toolboxes)."""
+import os
+import os.path as osp
+from typing import Iterable
+
+import torch
+
+
+def setup_cpu_distributed(cfg, launcher: str) -> None:
+    """On machines without CUDA, run ``--launcher pytorch`` on gloo.
+
+    mmengine 0.10.7 calls ``torch.cuda.set_device`` in ``init_dist`` and gives
+    DDP ``device_ids=[LOCAL_RANK]``; both fail without a GPU. We open the gloo
+    group ourselves (the Runner then skips ``init_dist``) and wrap with
+    ``device_ids=None``.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters',
+                       cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def _datasets(cfg) -> Iterable[dict]:
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        stack = [loader.get('dataset')]
+        while stack:
+            ds = stack.pop()
+            if isinstance(ds, dict):
+                yield ds
+                stack.append(ds.get('dataset'))
+                stack.extend(ds.get('datasets') or [])
+
+
+def check_config(cfg, build_model: bool = True) -> None:
+    """Fail early, before the Runner writes anything, with one clear error.
+
+    Checks that every dataset's ``data_root`` and annotation file exist and
+    that the model config builds (unknown ``type`` names, bad arguments).
+    """
+    for ds in _datasets(cfg):
+        root = ds.get('data_root')
+        if root is not None and not osp.isdir(root):
+            raise FileNotFoundError(
+                f"data_root '{root}' of {ds.get('type')} does not exist. "
+                'Generate the embedded demo data with `make data` (python '
+                'tools/misc/make_demo_data.py data/demo) or point data_root '
+                'at your dataset (--cfg-options).')
+        ann = ds.get('ann_file')
+        if ann and isinstance(ann, str):
+            path = ann if osp.isabs(ann) or root is None else osp.join(
+                root, ann)
+            if not osp.isfile(path):
+                raise FileNotFoundError(
+                    f"ann_file '{path}' of {ds.get('type')} does not exist")
+    if build_model:
+        from mmengine.registry import MODELS, init_default_scope
+        if cfg.get('default_scope'):
+            init_default_scope(cfg.default_scope)
+        MODELS.build(cfg.model)

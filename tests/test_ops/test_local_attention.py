@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from mmeffattn.ops import (local_attention2d, local_attention2d_forward,
+                           local_attention2d_unfold)
+
+
+def brute_force(q, k, v, rel_row, rel_col, kernel_size, border, scale=None):
+    """Pixel-by-pixel loops, straight from the SASA formula."""
+    bsz, heads, height, width, d = q.shape
+    r = kernel_size // 2
+    out = torch.zeros_like(q)
+    s = 1.0 if scale is None else scale
+    for i in range(height):
+        for j in range(width):
+            logits, values = [], []
+            for a in range(-r, r + 1):
+                for b in range(-r, r + 1):
+                    y, x = i + a, j + b
+                    inside = 0 <= y < height and 0 <= x < width
+                    if not inside and border == 'mask':
+                        continue
+                    rel = torch.cat([rel_row[a + r], rel_col[b + r]])
+                    key = k[:, :, y, x] if inside else torch.zeros_like(
+                        k[:, :, 0, 0])
+                    val = v[:, :, y, x] if inside else torch.zeros_like(
+                        v[:, :, 0, 0])
+                    logits.append((s * q[:, :, i, j] * (key + rel)).sum(-1))
+                    values.append(val)
+            attn = torch.stack(logits, -1).softmax(-1)  # (B,h,n)
+            out[:, :, i, j] = (attn[..., None] * torch.stack(values, -2)).sum(-2)
+    return out
+
+
+def make_inputs(shape, kernel_size, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(shape, generator=g, dtype=dtype) for _ in range(3))
+    d = shape[-1]
+    rel_row = torch.randn(kernel_size, d // 2, generator=g, dtype=dtype)
+    rel_col = torch.randn(kernel_size, d // 2, generator=g, dtype=dtype)
+    return q, k, v, rel_row, rel_col
+
+
+CASES = [
+    # (B, heads, H, W, d), k, block
+    ((2, 2, 5, 7, 4), 3, 4),
+    ((1, 3, 9, 6, 2), 5, 8),
+    ((1, 1, 3, 2, 4), 7, 8),   # H, W smaller than k
+    ((2, 2, 11, 13, 6), 7, 4),  # odd sizes, several blocks
+    ((1, 2, 8, 8, 4), 1, 3),
+]
+
+
+@pytest.mark.parametrize('border', ['zero', 'mask'])
+@pytest.mark.parametrize('shape,kernel_size,block', CASES)
+def test_matches_brute_force(shape, kernel_size, block, border):
+    inputs = make_inputs(shape, kernel_size)
+    ref = brute_force(*inputs, kernel_size, border)
+    out = local_attention2d(*inputs, kernel_size, border, block_size=block)
+    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
+    unf = local_attention2d_unfold(*inputs, kernel_size, border)
+    torch.testing.assert_close(unf, ref, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize('border', ['zero', 'mask'])
+def test_fp32_and_scale(border):
+    inputs = make_inputs((2, 4, 10, 9, 8), 5, dtype=torch.float64)
+    ref = brute_force(*inputs, 5, border, scale=8**-0.5)
+    out = local_attention2d(*(t.float() for t in inputs), 5, border,
+                            scale=8**-0.5)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('border', ['zero', 'mask'])
+@pytest.mark.parametrize('shape,kernel_size,block',
+                         [((1, 2, 5, 4, 4), 3, 2), ((1, 1, 3, 5, 2), 5, 8)])
+def test_gradcheck(shape, kernel_size, block, border):
+    inputs = [t.requires_grad_() for t in make_inputs(shape, kernel_size)]
+    assert torch.autograd.gradcheck(
+        lambda *x: local_attention2d(*x, kernel_size, border,
+                                     block_size=block), inputs)
+
+
+def test_recompute_backward_equals_plain_autograd():
+    inputs = [t.requires_grad_() for t in make_inputs((2, 2, 7, 9, 4), 5)]
+    grad = torch.randn(2, 2, 7, 9, 4, dtype=torch.float64)
+    g1 = torch.autograd.grad(local_attention2d(*inputs, 5, 'mask'), inputs,
+                             grad)
+    g2 = torch.autograd.grad(local_attention2d_forward(*inputs, 5, 'mask'),
+                             inputs, grad)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(kernel_size=4), 'odd'),
+    (dict(border='clamp'), 'border'),
+])
+def test_bad_arguments(kwargs, match):
+    q, k, v, rr, rc = make_inputs((1, 1, 4, 4, 4), 3)
+    args = dict(kernel_size=3, border='zero')
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        local_attention2d(q, k, v, rr, rc, **args)
+
+
+def test_bad_shapes():
+    q, k, v, rr, rc = make_inputs((1, 1, 4, 4, 4), 3)
+    with pytest.raises(ValueError, match='same shape'):
+        local_attention2d(q, k[..., :2], v, rr, rc, 3)
+    with pytest.raises(ValueError, match='rel_row'):
+        local_attention2d(q, k, v, rr[:2], rc, 3)

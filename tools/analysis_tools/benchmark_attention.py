@@ -1,0 +1,143 @@
+"""Benchmark efficient attention against the obvious alternatives, in one run.
+
+Suites:
+  sasa: our SASA op vs the naive unfold implementation vs a 3x3 conv of the
+        same width (B=8, C=128, 56x56, k=7, 8 heads) + sweeps over k and size.
+  set:  SeT attention vs global softmax attention (torch SDPA) at N = 196,
+        784, 3136, 12544 tokens, and whole-backbone throughput.
+
+Each case runs in a fresh process (clean peak-memory reading). Prints a table,
+writes ``<out-dir>/<suite>.json`` and ``<out-dir>/<suite>.png``.
+
+  python tools/analysis_tools/benchmark_attention.py --suite sasa --out-dir docs/benchmarks
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
+
+import torch  # noqa: E402
+
+from mmeffattn.utils.benchmark import run_isolated  # noqa: E402
+
+MODULE = 'mmeffattn.benchmarks.cases'
+
+
+def sasa_cases(quick: bool):
+    base = dict(kind='sasa', B=8, C=128, H=56, W=56, k=7, heads=8)
+    if quick:
+        base.update(B=2, H=28, W=28)
+    impls = ('ours', 'unfold', 'conv3x3')
+    cases = [dict(base, impl=i, group='headline') for i in impls]
+    for k in (3, 5, 9, 11):
+        cases += [dict(base, k=k, impl=i, group='sweep_k')
+                  for i in ('ours', 'unfold')]
+    for s in (14, 28, 112):
+        if quick and s > 28:
+            continue
+        cases += [dict(base, H=s, W=s, impl=i, group='sweep_size')
+                  for i in impls]
+    return cases
+
+
+def set_cases(quick: bool):
+    cases = []
+    sides = (14, 28, 56) if quick else (14, 28, 56, 112)
+    for side in sides:
+        for impl in ('set', 'sdpa'):
+            cases.append(dict(kind='set', impl=impl, B=2 if quick else 8,
+                              C=64, heads=2, H=side, W=side,
+                              group='tokens'))
+    for arch in ('setformer-t', 'swin-t'):
+        cases.append(dict(kind='backbone', impl=arch, B=2 if quick else 8,
+                          H=224, W=224, group='backbone', repeat=2))
+    return cases
+
+
+def fmt(v):
+    return f'{v:9.1f}' if isinstance(v, float) else f'{v!s:>9}'
+
+
+def print_table(rows, keys):
+    cols = keys + ['fwd_ms', 'fwdbwd_ms', 'peak_mib']
+    print(' | '.join(f'{c:>9}' for c in cols))
+    for r in rows:
+        if 'error' in r:
+            print(' | '.join(fmt(r.get(c, '')) for c in keys), '| ERROR',
+                  r['error'])
+            continue
+        print(' | '.join(fmt(r.get(c, '')) for c in cols))
+
+
+def plot(rows, suite, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    ok = [r for r in rows if 'error' not in r]
+    if suite == 'sasa':
+        panels = [('sweep_k', 'k'), ('sweep_size', 'H')]
+    else:
+        panels = [('tokens', 'N')]
+        for r in ok:
+            r['N'] = r['H'] * r['W']
+    fig, axes = plt.subplots(1, 2 * len(panels), figsize=(6 * 2 * len(
+        panels), 4))
+    for p, (group, x) in enumerate(panels):
+        sel = [r for r in ok if r['group'] in (group, 'headline')]
+        for metric, ax in zip(('fwdbwd_ms', 'peak_mib'),
+                              axes[2 * p:2 * p + 2]):
+            for impl in sorted({r['impl'] for r in sel}):
+                pts = sorted((r[x], r[metric]) for r in sel
+                             if r['impl'] == impl)
+                xs = sorted({pt[0] for pt in pts})
+                ys = [dict(pts)[v] for v in xs]
+                ax.plot(xs, ys, 'o-', label=impl)
+            ax.set_xlabel(x)
+            ax.set_ylabel(metric)
+            ax.set_yscale('log')
+            if x == 'N':
+                ax.set_xscale('log')
+            ax.set_title(f'{suite}: {metric} vs {x}')
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--suite', choices=['sasa', 'set', 'all'],
+                        default='all')
+    parser.add_argument('--out-dir', default='work_dirs/benchmarks')
+    parser.add_argument('--quick', action='store_true',
+                        help='small sizes (smoke test)')
+    args = parser.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    suites = ['sasa', 'set'] if args.suite == 'all' else [args.suite]
+    env = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+               cpu=platform.processor() or platform.machine(),
+               cuda=torch.cuda.is_available(), command=' '.join(sys.argv))
+    results = {}
+    for suite in suites:
+        cases = sasa_cases(args.quick) if suite == 'sasa' else \
+            set_cases(args.quick)
+        rows = []
+        for case in cases:
+            rows.append(run_isolated(MODULE, case))
+            print('.', end='', flush=True)
+        print()
+        keys = ['group', 'impl', 'B', 'C', 'H', 'W'] + (
+            ['k'] if suite == 'sasa' else [])
+        print_table(rows, keys)
+        with open(osp.join(args.out_dir, f'{suite}.json'), 'w') as f:
+            json.dump(dict(env=env, rows=rows), f, indent=1)
+        plot(rows, suite, osp.join(args.out_dir, f'{suite}.png'))
+        results[suite] = rows
+    return results
+
+
+if __name__ == '__main__':
+    main()

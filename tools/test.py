@@ -1,0 +1,117 @@
+"""Test (evaluate) a checkpoint with mmengine's Runner (mmdet's flags).
+
+The config's ``default_scope`` picks mmpretrain, mmdet or mmseg.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import mmeffattn  # noqa: E402,F401
+from mmeffattn.utils.launch import check_config, setup_cpu_distributed  # noqa
+
+VIS_HOOKS = dict(mmdet='DetVisualizationHook', mmseg='SegVisualizationHook',
+                 mmpretrain='VisualizationHook')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save logs / metrics')
+    parser.add_argument('--out', help='dump predictions to a pickle file')
+    parser.add_argument('--show', action='store_true', help='show results')
+    parser.add_argument('--show-dir',
+                        help='save painted predictions under work_dir/'
+                        'timestamp/show_dir')
+    parser.add_argument('--wait-time', type=float, default=2)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (tta_model/tta_pipeline '
+                        'of the config)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _enable_visualization(cfg, args):
+    scope = cfg.get('default_scope', 'mmdet')
+    hook_type = VIS_HOOKS.get(scope)
+    hooks = cfg.default_hooks
+    if hook_type is None or 'visualization' not in hooks:
+        raise RuntimeError(
+            f'--show/--show-dir need default_hooks.visualization '
+            f'({hook_type or "a visualization hook"}) in the config')
+    vis = hooks.visualization
+    if scope == 'mmpretrain':
+        vis.enable = True
+        if args.show_dir:
+            vis.out_dir = args.show_dir
+    else:
+        vis.draw = True
+        if args.show_dir:
+            vis.test_out_dir = args.show_dir
+    vis.show = args.show
+    vis.wait_time = args.wait_time
+
+
+def build_cfg(args) -> Config:
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file {args.config} does not exist')
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        _enable_visualization(cfg, args)
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise RuntimeError(f'--tta: {args.config} defines no tta_model '
+                               'and tta_pipeline')
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    return cfg
+
+
+def _dump_metric(cfg, out):
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl/.pickle file, got {out}')
+    if cfg.get('default_scope') == 'mmdet':
+        return dict(type='mmdet.DumpDetResults', out_file_path=out)
+    return dict(type='mmengine.DumpResults', out_file_path=out)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_cfg(args)
+    check_config(cfg)
+    setup_cpu_distributed(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
+        RUNNERS.build(cfg)
+    if args.out:
+        runner.test_evaluator.metrics.append(
+            runner.build_evaluator(_dump_metric(cfg, args.out)).metrics[0])
+    metrics = runner.test()
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

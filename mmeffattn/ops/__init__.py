@@ -1,9 +1,16 @@
 """Stateless tensor ops (no nn.Module, no registry)."""
+from .kernel_features import (gaussian_sphere_kernel, inverse_sqrt_psd,
+                              nystrom_features)
 from .local_attention import (LocalAttention2dFunction, local_attention2d,
                               local_attention2d_flops,
                               local_attention2d_forward)
 from .local_attention_unfold import local_attention2d_unfold
+from .set_attention import (grid_positions, positional_log_penalty,
+                            set_attention)
+from .sinkhorn import sinkhorn_log
 
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
-           'LocalAttention2dFunction']
+           'LocalAttention2dFunction', 'sinkhorn_log', 'nystrom_features',
+           'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
+           'grid_positions', 'positional_log_penalty']

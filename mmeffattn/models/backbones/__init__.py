@@ -1,3 +1,4 @@
 from .sasa_resnet import SASAResNet
+from .setformer import SeTformer
 
-__all__ = ['SASAResNet']
+__all__ = ['SASAResNet', 'SeTformer']

@@ -1,0 +1,120 @@
+"""SeT attention module (Self-optimal Transport, SeTformer, AAAI 2024)."""
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmeffattn.ops import (grid_positions, nystrom_features,
+                           positional_log_penalty, set_attention)
+from mmeffattn.registry import MODELS
+
+FEATURE_MAPS = ('nystrom', 'linear')
+
+
+@MODELS.register_module()
+class SeTAttention(BaseModule):
+    """Multi-head SeT attention on a token grid (docs/setformer.md).
+
+    Queries and keys are mapped to a kernel feature space (Nystrom Gaussian
+    map on the sphere with learned anchors, or ``'linear'``: the unit
+    direction), transported by log-domain Sinkhorn onto ``num_refs`` learned
+    references per head, with the positional penalty
+    ``-|p_i - p_j|^2 / (2 sigma_h^2)`` between token and reference grid
+    positions (``sigma_h`` learned), then gathered / scattered. Never forms
+    an N x N matrix.
+
+    Args:
+        embed_dims (int): C.
+        num_heads (int): h; C must be divisible by h.
+        num_refs (int): references m per head, a perfect square (their
+            positions form a sqrt(m) x sqrt(m) grid). Defaults to 49.
+        num_iters (int): Sinkhorn iterations L. Defaults to 3.
+        ot_eps (float): entropic regularisation. Defaults to 0.5.
+        feature_map (str): ``'nystrom'`` or ``'linear'``.
+        num_anchors (int, optional): Nystrom anchors a; default head dim.
+        kernel_sigma (float): Gaussian bandwidth on the sphere (OTK: 0.5).
+        pos_penalty (bool): use the positional term. Defaults to True.
+        qkv_bias (bool), attn_drop, proj_drop: as mmpretrain attention.
+
+    Shapes:
+        x: (B, N, C) with ``hw_shape = (H, W)``, N = H*W -> (B, N, C).
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 num_refs: int = 49,
+                 num_iters: int = 3,
+                 ot_eps: float = 0.5,
+                 feature_map: str = 'nystrom',
+                 num_anchors: Optional[int] = None,
+                 kernel_sigma: float = 0.5,
+                 pos_penalty: bool = True,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims={embed_dims} is not divisible by '
+                             f'num_heads={num_heads}')
+        side = math.isqrt(num_refs)
+        if side * side != num_refs:
+            raise ValueError(f'num_refs={num_refs} must be a perfect square')
+        if feature_map not in FEATURE_MAPS:
+            raise ValueError(f'feature_map must be one of {FEATURE_MAPS}, '
+                             f'got {feature_map!r}')
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.head_dims = embed_dims // num_heads
+        self.num_refs, self.num_iters, self.ot_eps = num_refs, num_iters, ot_eps
+        self.feature_map, self.kernel_sigma = feature_map, kernel_sigma
+        self.pos_penalty = pos_penalty
+        feat_dim = self.head_dims
+        if feature_map == 'nystrom':
+            feat_dim = num_anchors or self.head_dims
+            self.anchors = nn.Parameter(
+                torch.randn(num_heads, feat_dim, self.head_dims))
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.refs = nn.Parameter(
+            torch.randn(num_heads, num_refs, feat_dim) / math.sqrt(feat_dim))
+        if pos_penalty:
+            # log sigma_h, initialised to one reference-grid cell
+            self.pos_log_sigma = nn.Parameter(
+                torch.full((num_heads, ), math.log(1.0 / side)))
+            self.register_buffer('ref_pos', grid_positions(side, side),
+                                 persistent=False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, N, d) -> (B, h, N, a) kernel features."""
+        if self.feature_map == 'nystrom':
+            return nystrom_features(x, self.anchors, self.kernel_sigma)
+        return F.normalize(
+            x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
+
+    def forward(self, x: torch.Tensor, hw_shape: Sequence[int],
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        bsz, num_tokens, channels = x.shape
+        height, width = hw_shape
+        if height * width != num_tokens:
+            raise ValueError(f'hw_shape {tuple(hw_shape)} does not match '
+                             f'{num_tokens} tokens')
+        q, k, v = self.qkv(x).view(bsz, num_tokens, 3, self.num_heads,
+                                   self.head_dims).permute(2, 0, 3, 1, 4)
+        pos_log = None
+        if self.pos_penalty:
+            work = torch.promote_types(x.dtype, torch.float32)
+            tok_pos = grid_positions(height, width, x.device, work)
+            pos_log = positional_log_penalty(
+                tok_pos, self.ref_pos.to(work),
+                self.pos_log_sigma.to(work).exp())
+        out = set_attention(self.features(q), self.features(k),
+                            self.attn_drop(v), self.refs, self.ot_eps,
+                            self.num_iters, pos_log, mask)
+        out = out.transpose(1, 2).reshape(bsz, num_tokens, channels)
+        return self.proj_drop(self.proj(out))

@@ -1,0 +1,201 @@
+"""SeTformer: a hierarchical vision transformer with SeT attention."""
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule, ModuleList
+from mmengine.model.weight_init import trunc_normal_
+
+from mmeffattn.models.attention import SeTAttention
+from mmeffattn.models.utils import StrictPretrainedMixin
+from mmeffattn.registry import MODELS
+
+
+class ConvDownsample(BaseModule):
+    """3x3 stride-2 conv + LayerNorm on (B, N, C) tokens of an H x W grid."""
+
+    def __init__(self, in_channels, out_channels, norm_cfg):
+        super().__init__()
+        from mmcv.cnn import build_norm_layer
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.norm = build_norm_layer(norm_cfg, out_channels)[1]
+
+    def forward(self, x, hw_shape):
+        bsz, _, channels = x.shape
+        x = x.transpose(1, 2).reshape(bsz, channels, *hw_shape)
+        x = self.conv(x)
+        hw_shape = x.shape[2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw_shape)
+
+
+class SeTBlock(BaseModule):
+    """Pre-norm block: x + DropPath(SeT(LN(x))); x + DropPath(MLP(LN(x)))."""
+
+    def __init__(self, embed_dims, num_heads, mlp_ratio, drop_path, attn_cfg,
+                 norm_cfg, with_cp=False):
+        super().__init__()
+        from mmcv.cnn import build_norm_layer
+        from mmcv.cnn.bricks.drop import DropPath
+        from mmcv.cnn.bricks.transformer import FFN
+        self.with_cp = with_cp
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.attn = SeTAttention(embed_dims, num_heads, **attn_cfg)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else \
+            nn.Identity()
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.ffn = FFN(embed_dims, int(embed_dims * mlp_ratio), num_fcs=2,
+                       act_cfg=dict(type='GELU'), add_identity=False)
+
+    def _forward(self, x, hw_shape):
+        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+        return x + self.drop_path(self.ffn(self.norm2(x)))
+
+    def forward(self, x, hw_shape):
+        if self.with_cp and x.requires_grad:
+            import torch.utils.checkpoint as cp
+            return cp.checkpoint(self._forward, x, hw_shape,
+                                 use_reentrant=False)
+        return self._forward(x, hw_shape)
+
+
+@MODELS.register_module()
+class SeTformer(StrictPretrainedMixin, BaseModule):
+    """SeTformer backbone (Shamsolmoali et al., AAAI 2024), reconstructed.
+
+    Four stages at strides 4, 8, 16, 32: a conv stem (two 3x3 stride-2 convs),
+    3x3 stride-2 conv downsampling between stages, pre-norm SeT blocks. The
+    paper does not publish its variants; ``arch_zoo`` is our choice, sized to
+    the budget derived in docs/setformer.md.
+
+    Args:
+        arch (str | dict): ``'tiny'|'small'|'base'`` (or ``t/s/b``), or a dict
+            with ``embed_dims``, ``depths``, ``num_heads``, ``mlp_ratio``.
+        in_channels (int): Defaults to 3.
+        num_refs, num_iters, ot_eps, feature_map, pos_penalty: SeT options.
+        drop_path_rate (float): stochastic depth, linear over all blocks.
+        out_indices (Sequence[int]): stages to output. Defaults to (3, ).
+        frozen_stages (int): freeze the stem and stages ``<= frozen_stages``.
+        norm_eval (bool): put norm layers in eval mode while training.
+        with_cp (bool): gradient checkpointing per block.
+
+    Shapes:
+        x: (B, 3, H, W) -> tuple of (B, C_i, H / 2**(i+2), W / 2**(i+2)).
+    """
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'], dict(
+            embed_dims=64, depths=[2, 2, 6, 2], num_heads=[2, 4, 8, 16],
+            mlp_ratio=4)),
+        **dict.fromkeys(['s', 'small'], dict(
+            embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+            mlp_ratio=4)),
+        **dict.fromkeys(['b', 'base'], dict(
+            embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
+            mlp_ratio=4)),
+    }
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 num_refs: int = 49,
+                 num_iters: int = 3,
+                 ot_eps: float = 0.5,
+                 feature_map: str = 'nystrom',
+                 pos_penalty: bool = True,
+                 drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (3, ),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 norm_cfg=dict(type='LN'),
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        from mmcv.cnn import build_norm_layer
+        if isinstance(arch, str):
+            arch = arch.lower()
+            if arch not in self.arch_zoo:
+                raise KeyError(f'Arch {arch} is not in default archs '
+                               f'{sorted(self.arch_zoo)}')
+            arch = self.arch_zoo[arch]
+        else:
+            need = {'embed_dims', 'depths', 'num_heads', 'mlp_ratio'}
+            if not isinstance(arch, dict) or not need <= set(arch):
+                raise ValueError(f'Custom arch needs a dict with keys {need}')
+        depths, heads = list(arch['depths']), list(arch['num_heads'])
+        if len(depths) != 4 or len(heads) != 4:
+            raise ValueError('depths and num_heads need 4 stages')
+        out_indices = tuple(i % 4 for i in out_indices)
+        self.out_indices, self.frozen_stages = out_indices, frozen_stages
+        self.norm_eval = norm_eval
+        dims = [arch['embed_dims'] * 2**i for i in range(4)]
+        self.num_features = dims
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, dims[0] // 2, 3, 2, 1),
+            nn.GELU(), nn.Conv2d(dims[0] // 2, dims[0], 3, 2, 1))
+        self.stem_norm = build_norm_layer(norm_cfg, dims[0])[1]
+        attn_cfg = dict(num_refs=num_refs, num_iters=num_iters, ot_eps=ot_eps,
+                        feature_map=feature_map, pos_penalty=pos_penalty)
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = ModuleList()
+        self.downsamples = ModuleList()
+        for i in range(4):
+            blocks = ModuleList([
+                SeTBlock(dims[i], heads[i], arch['mlp_ratio'],
+                         rates[sum(depths[:i]) + j], attn_cfg, norm_cfg,
+                         with_cp) for j in range(depths[i])
+            ])
+            self.stages.append(blocks)
+            if i < 3:
+                self.downsamples.append(
+                    ConvDownsample(dims[i], dims[i + 1], norm_cfg))
+        for i in out_indices:
+            self.add_module(f'norm{i}', build_norm_layer(norm_cfg, dims[i])[1])
+        self._freeze_stages()
+
+    def init_weights(self):
+        super().init_weights()
+        if self.init_cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        modules = [self.stem, self.stem_norm]
+        for i in range(self.frozen_stages + 1):
+            modules.append(self.stages[i])
+            if i < 3:
+                modules.append(self.downsamples[i])
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def forward(self, x):
+        x = self.stem(x)
+        hw_shape = tuple(x.shape[2:])
+        x = self.stem_norm(x.flatten(2).transpose(1, 2))
+        outs = []
+        for i, blocks in enumerate(self.stages):
+            for block in blocks:
+                x = block(x, hw_shape)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(x)
+                outs.append(out.transpose(1, 2).reshape(
+                    x.shape[0], -1, *hw_shape).contiguous())
+            if i < 3:
+                x, hw_shape = self.downsamples[i](x, hw_shape)
+        return tuple(outs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
+                    m.eval()
+        return self

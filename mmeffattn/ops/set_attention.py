@@ -1,0 +1,79 @@
+"""Self-optimal Transport (SeT) attention as a functional op.
+
+A reconstruction (the SeTformer paper body is unavailable; docs/setformer.md):
+keys and queries are transported, by entropic OT, onto ``m`` learned
+references ``y`` in a kernel feature space (RKHS)::
+
+    logK^k_ij = <psi(k_i), y_j> / eps + pos_ij      (N x m, per head)
+    T^k = Sinkhorn(logK^k; rows 1/N, cols 1/m)      columns exact
+    T^q = Sinkhorn(logK^q; rows 1/N, cols 1/m)      rows exact
+    Z   = m * T^k^T V        each reference: a convex combination of values
+    out = N * T^q Z          each token: a convex combination of references
+
+The effective attention ``A = N m T^q T^k^T`` is non-negative and
+row-stochastic, and is never materialised: time O(N m (a + d) L), memory
+O(N m) per head instead of O(N^2).
+"""
+from typing import Optional
+
+import torch
+
+from .sinkhorn import sinkhorn_log
+
+
+def grid_positions(height: int, width: int, device=None,
+                   dtype=torch.float32) -> torch.Tensor:
+    """(H*W, 2) cell centres of an H x W grid, normalised to [0, 1]."""
+    ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) / height
+    xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) / width
+    return torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(-1, 2)
+
+
+def positional_log_penalty(token_pos: torch.Tensor, ref_pos: torch.Tensor,
+                           sigma: torch.Tensor) -> torch.Tensor:
+    """``-|p_i - p_j|^2 / (2 sigma_h^2)``: (N, 2), (m, 2), (h,) -> (h, N, m)."""
+    dist2 = torch.cdist(token_pos, ref_pos).pow(2)
+    return -dist2[None] / (2 * sigma[:, None, None]**2)
+
+
+def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
+                  refs: torch.Tensor, eps: float, num_iters: int,
+                  pos_log: Optional[torch.Tensor] = None,
+                  mask: Optional[torch.Tensor] = None,
+                  return_plans: bool = False):
+    """SeT attention.
+
+    Args:
+        psi_q, psi_k: (B, h, N, a) kernel features of queries / keys.
+        v: (B, h, N, d) values.
+        refs: (h, m, a) reference set in feature space.
+        eps: entropic regularisation (temperature of the Gibbs kernel).
+        num_iters: Sinkhorn iterations L.
+        pos_log: (h, N, m) additive log positional penalty, or None.
+        mask: (B, N) bool, True for valid tokens, or None.
+
+    Returns:
+        out (B, h, N, d); with ``return_plans`` also (T^q, T^k), (B, h, N, m).
+    """
+    num_tokens, num_refs = psi_k.shape[-2], refs.shape[-2]
+    work = torch.promote_types(psi_k.dtype, torch.float32)
+    refs_t = refs.to(work).transpose(-1, -2)
+    log_k = psi_k.to(work) @ refs_t / eps
+    log_q = psi_q.to(work) @ refs_t / eps
+    if pos_log is not None:
+        log_k = log_k + pos_log.to(work)
+        log_q = log_q + pos_log.to(work)
+    if mask is not None:
+        mask = mask[:, None].expand(log_k.shape[:-1])
+    plan_k = sinkhorn_log(log_k, num_iters, mask=mask, last='col')
+    plan_q = sinkhorn_log(log_q, num_iters, mask=mask, last='row')
+    n_valid = num_tokens if mask is None else mask.sum(-1, keepdim=True)[
+        ..., None].to(work)
+    gather = (num_refs * plan_k).to(v.dtype).transpose(-1, -2) @ v
+    out = (n_valid * plan_q).to(v.dtype) @ gather
+    if return_plans:
+        return out, (plan_q, plan_k)
+    return out
+
+
+__all__ = ['set_attention', 'grid_positions', 'positional_log_penalty']

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from mmeffattn.models import SeTAttention
+
+
+@pytest.mark.parametrize('hw', [(7, 5), (1, 1), (14, 14)])
+@pytest.mark.parametrize('feature_map', ['nystrom', 'linear'])
+def test_shapes(hw, feature_map):
+    attn = SeTAttention(32, 4, num_refs=9, feature_map=feature_map)
+    x = torch.randn(2, hw[0] * hw[1], 32)
+    out = attn(x, hw)
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert attn.refs.grad is not None and torch.isfinite(attn.refs.grad).all()
+
+
+def test_permutation_equivariant_without_positions():
+    attn = SeTAttention(16, 2, num_refs=4, pos_penalty=False).eval()
+    x = torch.randn(1, 12, 16)
+    perm = torch.randperm(12)
+    torch.testing.assert_close(attn(x[:, perm], (3, 4)),
+                               attn(x, (3, 4))[:, perm], atol=1e-5, rtol=1e-5)
+
+
+def test_gradcheck_fp64():
+    attn = SeTAttention(8, 2, num_refs=4).double()
+    x = torch.randn(1, 6, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: attn(t, (2, 3)), (x, ))
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_low_precision_no_nan(dtype):
+    attn = SeTAttention(32, 4, num_refs=9).to(dtype)
+    x = (torch.randn(2, 35, 32) * 1e3).to(dtype)
+    out = attn(x, (5, 7))
+    assert out.dtype == dtype and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(num_refs=10), 'perfect square'),
+    (dict(num_heads=3), 'divisible'),
+    (dict(feature_map='rff'), 'feature_map'),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(embed_dims=32, num_heads=4)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        SeTAttention(**args)
+
+
+def test_hw_mismatch():
+    with pytest.raises(ValueError, match='hw_shape'):
+        SeTAttention(16, 2, num_refs=4)(torch.randn(1, 10, 16), (3, 4))

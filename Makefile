@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/demo
-DEMO_CFG ?= configs/demo/sasa-demo_1xb64-12e_digits.py
+DEMO_CFG ?= configs/demo/sasa-r26-demo_1xb64-20e_digits.py
 DEMO_DIR ?= work_dirs/demo
 
 .PHONY: env data demo test benchmark clean
@@ -17,7 +17,7 @@ data: env
 
 demo: data
 	$(PY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_DIR)
-	$(PY) tools/test.py $(DEMO_CFG) $(DEMO_DIR)/epoch_12.pth --work-dir $(DEMO_DIR)
+	$(PY) tools/test.py $(DEMO_CFG) $(DEMO_DIR)/epoch_20.pth --work-dir $(DEMO_DIR)
 
 test: env
 	$(PY) -m pytest tests -q -ra --durations=15

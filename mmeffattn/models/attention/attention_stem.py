@@ -45,13 +45,20 @@ class AttentionStem(BaseModule):
         self.emb_row = nn.Parameter(torch.randn(block, out_channels) * 0.02)
         self.emb_col = nn.Parameter(torch.randn(block, out_channels) * 0.02)
         self.emb_mix = nn.Parameter(torch.randn(num_mixtures, out_channels))
-        self.rel_row = nn.Parameter(torch.randn(2 * block - 1, head_dim // 2))
-        self.rel_col = nn.Parameter(torch.randn(2 * block - 1, head_dim // 2))
+        self.rel_row = nn.Parameter(
+            torch.randn(2 * block - 1, head_dim // 2) * 0.02)
+        self.rel_col = nn.Parameter(
+            torch.randn(2 * block - 1, head_dim // 2) * 0.02)
         self.norm = build_norm_layer(norm_cfg, out_channels)[1]
         self.act = nn.ReLU(inplace=True)
         idx = torch.arange(block)
         self.register_buffer('rel_index', (idx[None, :] - idx[:, None]) +
                              block - 1, persistent=False)
+
+    def init_weights(self):
+        super().init_weights()
+        for proj in (self.query, self.key, self.value):  # see SASA layer
+            proj.reset_parameters()
 
     def _patches(self, x: torch.Tensor, channels: int) -> torch.Tensor:
         """(B, C, Hp, Wp) -> (B, nH*nW, block*block, C)."""

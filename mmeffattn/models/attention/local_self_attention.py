@@ -1,5 +1,5 @@
 """SASA layer: local self-attention that replaces a k x k convolution."""
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,10 @@ class LocalSelfAttention2d(BaseModule):
         num_heads (int): Defaults to 8.
         stride (int): 1 or 2. Defaults to 1.
         border (str): ``'zero'`` or ``'mask'``. Defaults to ``'zero'``.
-        scale (float, optional): logit scale; None = 1 as in the paper.
+        scale (float | str, optional): logit scale; None = 1 as in the paper,
+            ``'head_dim'`` = 1/sqrt(d) (trains more easily from scratch).
+        rel_init_std (float): std of the relative embeddings' normal init
+            (not given in the paper). Defaults to 0.02.
         block_size (int): query block of the blocked GEMM (speed only).
 
     Shapes:
@@ -41,10 +44,11 @@ class LocalSelfAttention2d(BaseModule):
                  num_heads: int = 8,
                  stride: int = 1,
                  border: str = 'zero',
-                 scale: Optional[float] = None,
+                 scale: Union[float, str, None] = None,
                  qkv_bias: bool = False,
                  block_size: int = 8,
                  value_init_std: Optional[float] = None,
+                 rel_init_std: float = 0.02,
                  init_cfg=None):
         super().__init__(init_cfg)
         if out_channels % (2 * num_heads):
@@ -54,18 +58,29 @@ class LocalSelfAttention2d(BaseModule):
             raise ValueError(f'stride must be 1 or 2, got {stride}')
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.num_heads = kernel_size, num_heads
+        head_dim = out_channels // num_heads
+        if scale == 'head_dim':
+            scale = head_dim**-0.5
+        elif not (scale is None or isinstance(scale, (int, float))):
+            raise ValueError(f"scale must be None, a number or 'head_dim', "
+                             f'got {scale!r}')
         self.stride, self.border, self.scale = stride, border, scale
         self.block_size = block_size
         self.value_init_std = value_init_std
-        head_dim = out_channels // num_heads
         self.query = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
         self.key = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
         self.value = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
-        self.rel_row = nn.Parameter(torch.randn(kernel_size, head_dim // 2))
-        self.rel_col = nn.Parameter(torch.randn(kernel_size, head_dim // 2))
+        self.rel_row = nn.Parameter(
+            torch.randn(kernel_size, head_dim // 2) * rel_init_std)
+        self.rel_col = nn.Parameter(
+            torch.randn(kernel_size, head_dim // 2) * rel_init_std)
 
     def init_weights(self):
         super().init_weights()
+        # The layer owns its init: a parent's Kaiming(fan_out) init of all
+        # Conv2d layers would make q.k logits huge and the softmax saturate.
+        for proj in (self.query, self.key, self.value):
+            proj.reset_parameters()
         if self.value_init_std is not None:  # RetinaNet heads: N(0, 0.01)
             nn.init.normal_(self.value.weight, std=self.value_init_std)
 

@@ -59,6 +59,8 @@ class SASAResNet(StrictPretrainedMixin, BaseModule):
         base_channels (int): stem width; stage widths are 256, 512, 1024,
             2048 times ``base_channels / 64``. Defaults to 64.
         kernel_size, num_heads, border: of every SASA layer (7, 8, 'zero').
+        attn_scale (float | str, optional): logit scale of every SASA layer;
+            None (paper) or ``'head_dim'`` (1/sqrt(d)).
         out_indices (Sequence[int]): stages to output. Defaults to (3, ).
         frozen_stages (int): stages (and stem, for >=0) to freeze; -1: none.
         norm_eval (bool): keep BN layers in eval mode while training.
@@ -78,6 +80,7 @@ class SASAResNet(StrictPretrainedMixin, BaseModule):
                  kernel_size: int = 7,
                  num_heads: int = 8,
                  border: str = 'zero',
+                 attn_scale: Union[float, str, None] = None,
                  stem_heads: int = 4,
                  stem_mixtures: int = 4,
                  out_indices: Sequence[int] = (3, ),
@@ -113,7 +116,7 @@ class SASAResNet(StrictPretrainedMixin, BaseModule):
                 build_norm_layer(norm_cfg, base_channels)[1],
                 nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
         attn_cfg = dict(kernel_size=kernel_size, num_heads=num_heads,
-                        border=border)
+                        border=border, scale=attn_scale)
         self.res_layers = []
         in_ch = base_channels
         for i, num_blocks in enumerate(self.arch_settings[depth]):

@@ -1,13 +1,15 @@
 """Checkpoint loading policy for torch>=2.6 with mmengine 0.10.7.
 
-* Every checkpoint loads **weights-only** (torch's restricted unpickler). The
-  few plain-data types that mmengine training checkpoints hold (numpy arrays
-  and scalars, ``HistoryBuffer``) are allow-listed, so a run's own
-  ``epoch_N.pth`` loads weights-only too (tools/test.py, ``load_from``).
-* Resuming (``Runner.resume``) a checkpoint that lies inside the run's own
-  ``work_dir`` may fall back to a full unpickle: it is the run's own file.
-* Anything else that is not weights-only is refused with :class:`CheckpointError`
-  naming the file; so is a corrupt or truncated file.
+* Every checkpoint first loads **weights-only** (torch's restricted
+  unpickler, with numpy arrays/scalars allow-listed).
+* A checkpoint that lies inside the run's own ``work_dir`` may fall back to a
+  full unpickle when the Runner resumes or loads it (``Runner.load_or_resume``,
+  used by train and test): it is the run's own file. mmengine training
+  checkpoints need this: their ``message_hub`` pickles ``HistoryBuffer``
+  objects with bound methods (``getattr``), which no allow-list can make safe.
+* Anything else that is not weights-only (a published or third-party file) is
+  refused with :class:`CheckpointError` naming the file; so is a corrupt or
+  truncated file.
 """
 import contextlib
 import functools
@@ -30,7 +32,6 @@ class CheckpointError(RuntimeError):
 
 
 def _safe_globals() -> list:
-    from mmengine.logging.history_buffer import HistoryBuffer
     try:
         from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:  # numpy<2
@@ -38,7 +39,7 @@ def _safe_globals() -> list:
     dtypes = [type(np.dtype(t)) for t in (
         np.float16, np.float32, np.float64, np.int8, np.int16, np.int32,
         np.int64, np.uint8, np.bool_)]
-    return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype] + dtypes
+    return [_reconstruct, scalar, np.ndarray, np.dtype] + dtypes
 
 
 def _trusted_root() -> Optional[str]:
@@ -92,9 +93,9 @@ def load_checkpoint_file(path: str, map_location='cpu'):
             f'checkpoint {path} is not weights-only (it pickles arbitrary '
             'objects) and is refused. Published checkpoints must hold only '
             'tensors and plain data (tools/model_converters/publish_model.py '
-            'writes such files). Resuming your own run from inside its '
-            f'work_dir is allowed; to trust this file anyway set {TRUST_ENV}=1.'
-        ) from None
+            'writes such files). A run may load its own checkpoints from '
+            'inside its work_dir (--work-dir); to trust this file anyway set '
+            f'{TRUST_ENV}=1.') from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise CheckpointError(
             f'checkpoint {path} is corrupt or not a PyTorch checkpoint: '
@@ -105,12 +106,12 @@ def _load_from_local(filename, map_location):
     return load_checkpoint_file(filename, map_location)
 
 
-def _resume_trusting_work_dir(resume):
+def _trusting_work_dir(load_or_resume):
 
-    @functools.wraps(resume)
+    @functools.wraps(load_or_resume)
     def wrapper(self, *args, **kwargs):
         with trusted_checkpoints(self.work_dir):
-            return resume(self, *args, **kwargs)
+            return load_or_resume(self, *args, **kwargs)
 
     wrapper._mmeffattn_policy = True
     return wrapper
@@ -121,5 +122,5 @@ def register_checkpoint_policy() -> None:
     from mmengine.runner import Runner
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)
-    if not getattr(Runner.resume, '_mmeffattn_policy', False):
-        Runner.resume = _resume_trusting_work_dir(Runner.resume)
+    if not getattr(Runner.load_or_resume, '_mmeffattn_policy', False):
+        Runner.load_or_resume = _trusting_work_dir(Runner.load_or_resume)

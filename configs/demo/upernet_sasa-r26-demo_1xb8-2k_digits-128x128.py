@@ -1,0 +1,75 @@
+# UperNet with a small SASA-ResNet-26 on the embedded ADE20K-style digits
+# (label 0 = "other", ignored via reduce_zero_label; 11 classes).
+_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+
+data_root = 'data/demo/seg/'
+crop_size = (128, 128)
+metainfo = dict(
+    classes=('background', ) + tuple(f'digit_{i}' for i in range(10)),
+    palette=[[0, 0, 0]] + [[(37 * i) % 256, (91 * i) % 256,
+                            (173 * i) % 256] for i in range(1, 11)])
+norm_cfg = dict(type='BN', requires_grad=True)
+
+model = dict(
+    pretrained=None,
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='mmeffattn.SASAResNet',
+        depth=26,
+        stem='conv',
+        base_channels=16,
+        kernel_size=5,
+        num_heads=4,
+        attn_scale='head_dim',
+        out_indices=(0, 1, 2, 3)),
+    decode_head=dict(in_channels=[64, 128, 256, 512], channels=64,
+                     num_classes=11, norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=256, channels=32, num_classes=11,
+                        norm_cfg=norm_cfg))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomFlip', prob=0.0),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
+               img_suffix='.jpg', seg_map_suffix='.png',
+               reduce_zero_label=True)
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    dataset=dict(
+        _delete_=True,
+        **dataset,
+        data_prefix=dict(img_path='images/training',
+                         seg_map_path='annotations/training'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    dataset=dict(
+        _delete_=True,
+        **dataset,
+        data_prefix=dict(img_path='images/validation',
+                         seg_map_path='annotations/validation'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(optimizer=dict(lr=0.01))
+param_scheduler = [
+    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=2000,
+         by_epoch=False)
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000,
+                 val_interval=500)
+default_hooks = dict(logger=dict(interval=50),
+                     checkpoint=dict(by_epoch=False, interval=500,
+                                     max_keep_ckpts=1))
+randomness = dict(seed=0)

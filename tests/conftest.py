@@ -1,0 +1,40 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS = osp.join(REPO, 'tools')
+DEMO = osp.join(REPO, 'configs', 'demo')
+CLS_CFG = osp.join(DEMO, 'sasa-r26-demo_1xb64-20e_digits.py')
+RETINA_CFG = osp.join(DEMO, 'retinanet_sasa-r26-demo_fpn_1xb8-12e_digits.py')
+MASK_CFG = osp.join(DEMO, 'mask-rcnn_sasa-r26-demo_fpn_1xb8-12e_digits.py')
+SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb8-2k_digits-128x128.py')
+
+
+def run_tool(args, cwd, env=None, check=True, timeout=900):
+    """Run ``python tools/<args>`` (or a .sh) in ``cwd``; return the process."""
+    full_env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
+                    PYTHON=sys.executable)
+    full_env.update(env or {})
+    cmd = args if args[0].endswith('.sh') else [sys.executable] + args
+    if cmd[0].endswith('.sh'):
+        cmd = ['bash'] + cmd
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return proc
+
+
+@pytest.fixture(scope='session')
+def demo_cwd(tmp_path_factory):
+    """A folder whose data/demo holds a tiny version of the demo data."""
+    from mmeffattn.datasets import generate_demo_data
+    cwd = tmp_path_factory.mktemp('demo_cwd')
+    generate_demo_data(osp.join(cwd, 'data', 'demo'), num_det_train=16,
+                       num_det_val=8, max_cls_train=128, max_cls_val=64)
+    return str(cwd)

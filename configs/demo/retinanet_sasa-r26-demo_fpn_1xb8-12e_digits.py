@@ -15,8 +15,8 @@ model = dict(
         kernel_size=5,
         num_heads=4,
         attn_scale='head_dim',
-        out_indices=(1, 2, 3)),
-    neck=dict(in_channels=[128, 256, 512], out_channels=64),
+        out_indices=(0, 1, 2, 3)),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
     bbox_head=dict(num_classes=10, in_channels=64, feat_channels=64,
                    stacked_convs=2))
 

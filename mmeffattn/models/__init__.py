@@ -1,2 +1,10 @@
 from .attention import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
+
+try:  # neck and head extend mmdet's FPN / RetinaHead
+    from .dense_heads import *  # noqa: F401,F403
+    from .necks import *  # noqa: F401,F403
+except Exception as exc:  # mmdet raises AssertionError on a bad mmcv
+    import warnings
+    warnings.warn(f'mmdet is unusable ({exc!r}); SASAFPN and SASARetinaHead '
+                  'are not registered')

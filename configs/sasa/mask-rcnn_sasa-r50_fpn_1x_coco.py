@@ -1,0 +1,17 @@
+# Mask R-CNN with a SASA-ResNet-50 backbone (from the ImageNet classifier),
+# mmdet's 1x schedule.
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+
+checkpoint = 'checkpoints/sasa-r50_8xb512-130e_in1k.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmeffattn.SASAResNet',
+        depth=50,
+        stem='attention',
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=1,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=True,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
+                      prefix='backbone.')))

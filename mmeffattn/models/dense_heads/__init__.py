@@ -1,0 +1,3 @@
+from .sasa_retina_head import SASARetinaHead
+
+__all__ = ['SASARetinaHead']

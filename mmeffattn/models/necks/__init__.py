@@ -1,0 +1,3 @@
+from .sasa_fpn import SASAFPN
+
+__all__ = ['SASAFPN']

@@ -89,7 +89,7 @@ class SeTformer(StrictPretrainedMixin, BaseModule):
             embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
             mlp_ratio=4)),
         **dict.fromkeys(['b', 'base'], dict(
-            embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
+            embed_dims=96, depths=[2, 2, 15, 2], num_heads=[3, 6, 12, 24],
             mlp_ratio=4)),
     }
 

@@ -134,7 +134,9 @@ def local_attention2d_forward(q, k, v, rel_row, rel_col, kernel_size: int,
     out = out.reshape(bsz, heads, n_h, n_w, block, block, d)
     out = out.permute(0, 1, 2, 4, 3, 5, 6).reshape(bsz, heads, n_h * block,
                                                    n_w * block, d)
-    return out[:, :, :height, :width]
+    if pad_h or pad_w:
+        out = out[:, :, :height, :width]
+    return out
 
 
 class LocalAttention2dFunction(torch.autograd.Function):
@@ -150,9 +152,11 @@ class LocalAttention2dFunction(torch.autograd.Function):
         ctx.args = (kernel_size, border, scale, block_size)
         ctx.save_for_backward(q, k, v, rel_row, rel_col)
         with torch.no_grad():
-            return local_attention2d_forward(q, k, v, rel_row, rel_col,
-                                             kernel_size, border, scale,
-                                             block_size)
+            out = local_attention2d_forward(q, k, v, rel_row, rel_col,
+                                            kernel_size, border, scale,
+                                            block_size)
+        # a view output could not be modified in place downstream (ReLU)
+        return out.clone() if out._is_view() else out
 
     @staticmethod
     def backward(ctx, grad_out):

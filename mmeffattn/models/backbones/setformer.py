@@ -147,7 +147,10 @@ class SeTformer(StrictPretrainedMixin, BaseModule):
             if i < 3:
                 self.downsamples.append(
                     ConvDownsample(dims[i], dims[i + 1], norm_cfg))
-        for i in out_indices:
+        # one output norm per stage whatever out_indices is, so that a
+        # classification checkpoint (out_indices=(3,)) initialises a dense
+        # predictor's backbone (out_indices=(0,1,2,3)) with no missing keys
+        for i in range(4):
             self.add_module(f'norm{i}', build_norm_layer(norm_cfg, dims[i])[1])
         self._freeze_stages()
 
@@ -168,8 +171,7 @@ class SeTformer(StrictPretrainedMixin, BaseModule):
             modules.append(self.stages[i])
             if i < 3:
                 modules.append(self.downsamples[i])
-            if i in self.out_indices:
-                modules.append(getattr(self, f'norm{i}'))
+            modules.append(getattr(self, f'norm{i}'))
         for m in modules:
             m.eval()
             for p in m.parameters():

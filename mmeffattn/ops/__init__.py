@@ -1,7 +1,8 @@
 """Stateless tensor ops (no nn.Module, no registry)."""
 from .kernel_features import (gaussian_sphere_kernel, inverse_sqrt_psd,
                               nystrom_features)
-from .local_attention import (LocalAttention2dFunction, local_attention2d,
+from .local_attention import (LocalAttention2dCpuFunction,
+                              LocalAttention2dFunction, local_attention2d,
                               local_attention2d_flops,
                               local_attention2d_forward)
 from .local_attention_unfold import local_attention2d_unfold
@@ -11,6 +12,7 @@ from .sinkhorn import sinkhorn_log
 
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
-           'LocalAttention2dFunction', 'sinkhorn_log', 'nystrom_features',
+           'LocalAttention2dFunction', 'LocalAttention2dCpuFunction',
+           'sinkhorn_log', 'nystrom_features',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
            'grid_positions', 'positional_log_penalty']

@@ -14,12 +14,19 @@ Borders (the SASA paper is silent; see docs/sasa.md):
   public re-implementations do;
 * ``'mask'``: positions outside the image are excluded from the softmax.
 
-Implementation ("blocked halo GEMM", HaloNet-style but exact SASA windows):
-queries are cut into ``b x b`` blocks; each block attends with two batched
-GEMMs to its ``(b + k - 1)^2`` halo of keys/values, and an additive mask keeps
-only each query's own ``k x k`` window. Logit memory is
-``heads * HW * (b + k - 1)^2`` (not ``C * k^2 * HW`` as with unfold), and the
-autograd function saves only its inputs and recomputes the forward in backward.
+Two implementations, same semantics (both tested against a brute-force loop):
+
+* ``'cpp'`` (CPU, fp32/fp64; the default there): a fused C++ kernel
+  (``csrc/local_attention_cpu.cpp``, JIT-built) that walks each pixel's window
+  once, saving only the attention weights ``heads * k^2 * HW`` for backward;
+* ``'halo'`` (any device/dtype; the default on GPU): "blocked halo GEMM",
+  HaloNet-style but exact SASA windows: queries are cut into ``b x b`` blocks,
+  each block attends with two batched GEMMs to its ``(b + k - 1)^2`` halo of
+  keys/values, and an additive mask keeps only each query's ``k x k`` window.
+  Its autograd function saves only its inputs and recomputes in backward.
+
+Neither materialises the ``C * k^2 * HW`` unfolded keys/values of the naive
+implementation (:func:`local_attention2d_unfold`).
 """
 from typing import Optional, Tuple
 
@@ -139,6 +146,52 @@ def local_attention2d_forward(q, k, v, rel_row, rel_col, kernel_size: int,
     return out
 
 
+class LocalAttention2dCpuFunction(torch.autograd.Function):
+    """Fused CPU kernel; saves q, k, v and the attention weights.
+
+    Shows in a traced graph as ``prim::PythonOp.LocalAttention2dCpuFunction``.
+    Queries arrive scaled.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, rel_row, rel_col, kernel_size, border):
+        from .cpu_extension import load_cpu_extension
+        ext = load_cpu_extension()
+        shape = q.shape
+        q, k, v = (t.reshape((-1, ) + tuple(shape[2:])).contiguous()
+                   for t in (q, k, v))
+        out, attn = ext.forward(q, k, v, rel_row, rel_col, kernel_size,
+                                border == 'mask')
+        ctx.kernel_size = kernel_size
+        ctx.save_for_backward(q, k, v, rel_row, rel_col, attn)
+        return out.view(shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from .cpu_extension import load_cpu_extension
+        q, k, v, rel_row, rel_col, attn = ctx.saved_tensors
+        grads = load_cpu_extension().backward(
+            grad_out.reshape(q.shape), q, k, v, rel_row, rel_col, attn,
+            ctx.kernel_size)
+        shape = grad_out.shape
+        gq, gk, gv, grr, grc = grads
+        return (gq.view(shape), gk.view(shape), gv.view(shape), grr, grc,
+                None, None)
+
+
+def _use_cpp(q: torch.Tensor, impl: str) -> bool:
+    if impl == 'halo':
+        return False
+    ok = q.device.type == 'cpu' and q.dtype in (torch.float32, torch.float64)
+    if ok:
+        from .cpu_extension import load_cpu_extension
+        ok = load_cpu_extension() is not None
+    if impl == 'cpp' and not ok:
+        raise RuntimeError('impl="cpp" needs a CPU fp32/fp64 input and the '
+                           'compiled CPU kernel')
+    return ok
+
+
 class LocalAttention2dFunction(torch.autograd.Function):
     """Saves only its inputs; backward recomputes the blocked forward.
 
@@ -174,7 +227,8 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       rel_row: torch.Tensor, rel_col: torch.Tensor,
                       kernel_size: int, border: str = 'zero',
                       scale: Optional[float] = None,
-                      block_size: int = 8) -> torch.Tensor:
+                      block_size: int = 8,
+                      impl: str = 'auto') -> torch.Tensor:
     """SASA local attention over ``kernel_size x kernel_size`` windows.
 
     Args:
@@ -185,11 +239,20 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         border: ``'zero'`` or ``'mask'`` (see module docstring).
         scale: logit scale; ``None`` = 1 (the paper has no 1/sqrt(d)).
         block_size: query block edge b of the blocked GEMM (speed only).
+        impl: ``'auto'`` (C++ kernel on CPU fp32/fp64, else halo), ``'cpp'``
+            or ``'halo'``.
 
     Returns:
         (B, heads, H, W, d).
     """
     _check_inputs(q, k, v, rel_row, rel_col, kernel_size, border)
+    if impl not in ('auto', 'cpp', 'halo'):
+        raise ValueError(f"impl must be 'auto', 'cpp' or 'halo', got {impl!r}")
+    if _use_cpp(q, impl):
+        if scale is not None:
+            q = q * scale
+        return LocalAttention2dCpuFunction.apply(q, k, v, rel_row, rel_col,
+                                                 kernel_size, border)
     return LocalAttention2dFunction.apply(q, k, v, rel_row, rel_col,
                                           kernel_size, border, scale,
                                           block_size)

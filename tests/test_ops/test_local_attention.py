@@ -51,34 +51,54 @@ CASES = [
 ]
 
 
+IMPLS = ['cpp', 'halo']
+
+
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('border', ['zero', 'mask'])
 @pytest.mark.parametrize('shape,kernel_size,block', CASES)
-def test_matches_brute_force(shape, kernel_size, block, border):
+def test_matches_brute_force(shape, kernel_size, block, border, impl):
     inputs = make_inputs(shape, kernel_size)
     ref = brute_force(*inputs, kernel_size, border)
-    out = local_attention2d(*inputs, kernel_size, border, block_size=block)
+    out = local_attention2d(*inputs, kernel_size, border, block_size=block,
+                            impl=impl)
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
     unf = local_attention2d_unfold(*inputs, kernel_size, border)
     torch.testing.assert_close(unf, ref, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('border', ['zero', 'mask'])
-def test_fp32_and_scale(border):
+def test_fp32_and_scale(border, impl):
     inputs = make_inputs((2, 4, 10, 9, 8), 5, dtype=torch.float64)
     ref = brute_force(*inputs, 5, border, scale=8**-0.5)
     out = local_attention2d(*(t.float() for t in inputs), 5, border,
-                            scale=8**-0.5)
+                            scale=8**-0.5, impl=impl)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('border', ['zero', 'mask'])
 @pytest.mark.parametrize('shape,kernel_size,block',
-                         [((1, 2, 5, 4, 4), 3, 2), ((1, 1, 3, 5, 2), 5, 8)])
-def test_gradcheck(shape, kernel_size, block, border):
+                         [((1, 2, 5, 4, 4), 3, 2), ((1, 1, 3, 5, 2), 5, 8),
+                          ((2, 2, 6, 7, 4), 5, 4)])
+def test_gradcheck(shape, kernel_size, block, border, impl):
     inputs = [t.requires_grad_() for t in make_inputs(shape, kernel_size)]
     assert torch.autograd.gradcheck(
         lambda *x: local_attention2d(*x, kernel_size, border,
-                                     block_size=block), inputs)
+                                     block_size=block, impl=impl), inputs)
+
+
+@pytest.mark.parametrize('border', ['zero', 'mask'])
+def test_cpp_and_halo_agree_on_gradients(border):
+    inputs = [t.float().requires_grad_()
+              for t in make_inputs((2, 3, 9, 12, 8), 7)]
+    grad = torch.randn(2, 3, 9, 12, 8)
+    g = [torch.autograd.grad(local_attention2d(*inputs, 7, border,
+                                               scale=0.3, impl=impl),
+                             inputs, grad) for impl in IMPLS]
+    for a, b in zip(*g):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_recompute_backward_equals_plain_autograd():
@@ -95,6 +115,7 @@ def test_recompute_backward_equals_plain_autograd():
 @pytest.mark.parametrize('kwargs,match', [
     (dict(kernel_size=4), 'odd'),
     (dict(border='clamp'), 'border'),
+    (dict(impl='cuda'), 'impl'),
 ])
 def test_bad_arguments(kwargs, match):
     q, k, v, rr, rc = make_inputs((1, 1, 4, 4, 4), 3)

@@ -1,0 +1,63 @@
+"""JIT build of the fused CPU kernel of :func:`local_attention2d`.
+
+Compiled once per machine with torch's cpp_extension (ninja, the system C++
+compiler) into torch's extension cache (``TORCH_EXTENSIONS_DIR``); later
+imports load it in milliseconds. If the build fails, the op falls back to the
+pure-PyTorch blocked-halo path with one warning.
+"""
+import os
+import os.path as osp
+import shutil
+import sys
+import threading
+import warnings
+
+_LOCK = threading.Lock()
+_EXT = None
+_FAILED = False
+
+
+def _simd_flags():
+    """AVX2/FMA when this CPU has them (the kernel is built where it runs)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu_flags = set(f.read().split())
+    except OSError:
+        return []
+    return ['-mavx2', '-mfma'] if {'avx2', 'fma'} <= cpu_flags else []
+
+
+def load_cpu_extension():
+    """The compiled module, or None if it cannot be built here."""
+    global _EXT, _FAILED
+    if _EXT is not None or _FAILED:
+        return _EXT
+    if os.environ.get('MMEFFATTN_DISABLE_CPP') == '1':
+        _FAILED = True
+        return None
+    with _LOCK:
+        if _EXT is not None or _FAILED:
+            return _EXT
+        # ninja from the venv is found even when the venv is not activated
+        bin_dir = osp.dirname(sys.executable)
+        if shutil.which('ninja') is None and osp.isfile(
+                osp.join(bin_dir, 'ninja')):
+            os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get(
+                'PATH', '')
+        try:
+            from torch.utils.cpp_extension import load
+            src = osp.join(osp.dirname(__file__), 'csrc',
+                           'local_attention_cpu.cpp')
+            flags = ['-O3', '-ffast-math'] + _simd_flags()
+            # the name carries the flags: a cache built for another CPU is
+            # never loaded here
+            name = 'mmeffattn_local_attention_cpu' + ''.join(
+                f.replace('-m', '_') for f in _simd_flags())
+            _EXT = load(name=name, sources=[src], extra_cflags=flags,
+                        verbose=False)
+        except Exception as exc:  # no compiler, no ninja, ...
+            _FAILED = True
+            warnings.warn('mmeffattn: could not build the CPU kernel of '
+                          f'local_attention2d ({exc!r}); using the slower '
+                          'blocked-halo path')
+    return _EXT

@@ -8,11 +8,11 @@ from .local_attention import (LocalAttention2dCpuFunction,
 from .local_attention_unfold import local_attention2d_unfold
 from .set_attention import (grid_positions, positional_log_penalty,
                             set_attention)
-from .sinkhorn import sinkhorn_log
+from .sinkhorn import sinkhorn_log, sinkhorn_scaling
 
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
            'LocalAttention2dFunction', 'LocalAttention2dCpuFunction',
-           'sinkhorn_log', 'nystrom_features',
+           'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
            'grid_positions', 'positional_log_penalty']

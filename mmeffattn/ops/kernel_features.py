@@ -13,7 +13,8 @@ import torch.nn.functional as F
 def gaussian_sphere_kernel(u: torch.Tensor, w: torch.Tensor,
                            sigma: float) -> torch.Tensor:
     """(..., n, d), (..., a, d) unit vectors -> (..., n, a) kernel values."""
-    return torch.exp((u @ w.transpose(-1, -2) - 1.0) / sigma**2)
+    inv = 1.0 / sigma**2
+    return (u @ (w.transpose(-1, -2) * inv)).sub_(inv).exp_()
 
 
 def inverse_sqrt_psd(mat: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from .sinkhorn import sinkhorn_log
+from .sinkhorn import sinkhorn_log, sinkhorn_scaling
 
 
 def grid_positions(height: int, width: int, device=None,
@@ -40,7 +40,9 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
                   refs: torch.Tensor, eps: float, num_iters: int,
                   pos_log: Optional[torch.Tensor] = None,
                   mask: Optional[torch.Tensor] = None,
-                  return_plans: bool = False):
+                  return_plans: bool = False,
+                  sinkhorn: str = 'scaling',
+                  chunk_bytes: int = 4 << 20):
     """SeT attention.
 
     Args:
@@ -51,29 +53,56 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
         num_iters: Sinkhorn iterations L.
         pos_log: (h, N, m) additive log positional penalty, or None.
         mask: (B, N) bool, True for valid tokens, or None.
+        sinkhorn: ``'scaling'`` (stabilised scaling domain, fast) or
+            ``'log'`` (log domain); the same plans.
+        chunk_bytes: the batch is processed in chunks whose (h, N, m) plans
+            take about this many bytes, so that Sinkhorn's passes over the
+            plans stay in cache (time stays linear in N for large N).
 
     Returns:
         out (B, h, N, d); with ``return_plans`` also (T^q, T^k), (B, h, N, m).
     """
+    if sinkhorn not in ('scaling', 'log'):
+        raise ValueError(f"sinkhorn must be 'scaling' or 'log', got "
+                         f'{sinkhorn!r}')
+    bsz, heads, num_tokens = psi_k.shape[:3]
+    per_item = heads * num_tokens * refs.shape[-2] * 4
+    step = max(1, chunk_bytes // max(per_item, 1))
+    outs, plans_q, plans_k = [], [], []
+    for start in range(0, bsz, step):
+        sl = slice(start, start + step)
+        out, (plan_q, plan_k) = _set_attention_chunk(
+            psi_q[sl], psi_k[sl], v[sl], refs, eps, num_iters, pos_log,
+            None if mask is None else mask[sl], sinkhorn)
+        outs.append(out)
+        plans_q.append(plan_q)
+        plans_k.append(plan_k)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    if return_plans:
+        return out, (torch.cat(plans_q), torch.cat(plans_k))
+    return out
+
+
+def _set_attention_chunk(psi_q, psi_k, v, refs, eps, num_iters, pos_log,
+                         mask, sinkhorn):
     num_tokens, num_refs = psi_k.shape[-2], refs.shape[-2]
     work = torch.promote_types(psi_k.dtype, torch.float32)
-    refs_t = refs.to(work).transpose(-1, -2)
-    log_k = psi_k.to(work) @ refs_t / eps
-    log_q = psi_q.to(work) @ refs_t / eps
+    refs_t = refs.to(work).transpose(-1, -2) / eps  # (h, a, m), small
+    log_k = psi_k.to(work) @ refs_t
+    log_q = psi_q.to(work) @ refs_t
     if pos_log is not None:
         log_k = log_k + pos_log.to(work)
         log_q = log_q + pos_log.to(work)
     if mask is not None:
         mask = mask[:, None].expand(log_k.shape[:-1])
-    plan_k = sinkhorn_log(log_k, num_iters, mask=mask, last='col')
-    plan_q = sinkhorn_log(log_q, num_iters, mask=mask, last='row')
+    solve = sinkhorn_scaling if sinkhorn == 'scaling' else sinkhorn_log
+    plan_k = solve(log_k, num_iters, mask=mask, last='col')
+    plan_q = solve(log_q, num_iters, mask=mask, last='row')
     n_valid = num_tokens if mask is None else mask.sum(-1, keepdim=True)[
         ..., None].to(work)
     gather = (num_refs * plan_k).to(v.dtype).transpose(-1, -2) @ v
     out = (n_valid * plan_q).to(v.dtype) @ gather
-    if return_plans:
-        return out, (plan_q, plan_k)
-    return out
+    return out, (plan_q, plan_k)
 
 
 __all__ = ['set_attention', 'grid_positions', 'positional_log_penalty']

@@ -52,10 +52,11 @@ def inputs(height=5, width=3, heads=2, d=4, m=4, dtype=torch.float64):
     return psi_q, psi_k, v, refs, pos
 
 
-def test_matches_dense_attention_and_is_stochastic():
+@pytest.mark.parametrize('sinkhorn', ['log', 'scaling'])
+def test_matches_dense_attention_and_is_stochastic(sinkhorn):
     psi_q, psi_k, v, refs, pos = inputs()
     out, (tq, tk) = set_attention(psi_q, psi_k, v, refs, 0.5, 5, pos,
-                                  return_plans=True)
+                                  return_plans=True, sinkhorn=sinkhorn)
     ref, attn = brute_force_set(psi_q, psi_k, v, refs, 0.5, 5, pos)
     torch.testing.assert_close(out, ref)
     assert (tq >= 0).all() and (tk >= 0).all() and (attn >= 0).all()

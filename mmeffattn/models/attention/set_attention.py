@@ -37,6 +37,7 @@ class SeTAttention(BaseModule):
         num_anchors (int, optional): Nystrom anchors a; default head dim.
         kernel_sigma (float): Gaussian bandwidth on the sphere (OTK: 0.5).
         pos_penalty (bool): use the positional term. Defaults to True.
+        sinkhorn (str): ``'scaling'`` (fast) or ``'log'`` (log domain).
         qkv_bias (bool), attn_drop, proj_drop: as mmpretrain attention.
 
     Shapes:
@@ -53,6 +54,7 @@ class SeTAttention(BaseModule):
                  num_anchors: Optional[int] = None,
                  kernel_sigma: float = 0.5,
                  pos_penalty: bool = True,
+                 sinkhorn: str = 'scaling',
                  qkv_bias: bool = True,
                  attn_drop: float = 0.,
                  proj_drop: float = 0.,
@@ -71,7 +73,7 @@ class SeTAttention(BaseModule):
         self.head_dims = embed_dims // num_heads
         self.num_refs, self.num_iters, self.ot_eps = num_refs, num_iters, ot_eps
         self.feature_map, self.kernel_sigma = feature_map, kernel_sigma
-        self.pos_penalty = pos_penalty
+        self.pos_penalty, self.sinkhorn = pos_penalty, sinkhorn
         feat_dim = self.head_dims
         if feature_map == 'nystrom':
             feat_dim = num_anchors or self.head_dims
@@ -115,6 +117,7 @@ class SeTAttention(BaseModule):
                 self.pos_log_sigma.to(work).exp())
         out = set_attention(self.features(q), self.features(k),
                             self.attn_drop(v), self.refs, self.ot_eps,
-                            self.num_iters, pos_log, mask)
+                            self.num_iters, pos_log, mask,
+                            sinkhorn=self.sinkhorn)
         out = out.transpose(1, 2).reshape(bsz, num_tokens, channels)
         return self.proj_drop(self.proj(out))

@@ -51,7 +51,7 @@ def set_cases(quick: bool):
         for impl in ('set', 'sdpa'):
             cases.append(dict(kind='set', impl=impl, B=2 if quick else 8,
                               C=64, heads=2, H=side, W=side,
-                              group='tokens'))
+                              group='tokens', repeat=5))
     for arch in ('setformer-t', 'swin-t'):
         cases.append(dict(kind='backbone', impl=arch, B=2 if quick else 8,
                           H=224, W=224, group='backbone', repeat=2))

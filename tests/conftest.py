@@ -12,6 +12,7 @@ CLS_CFG = osp.join(DEMO, 'sasa-r26-demo_1xb64-20e_digits.py')
 RETINA_CFG = osp.join(DEMO, 'retinanet_sasa-r26-demo_fpn_1xb8-12e_digits.py')
 MASK_CFG = osp.join(DEMO, 'mask-rcnn_sasa-r26-demo_fpn_1xb8-12e_digits.py')
 SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb8-2k_digits-128x128.py')
+SET_CFG = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
 
 
 def run_tool(args, cwd, env=None, check=True, timeout=900):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import (CLS_CFG, MASK_CFG, RETINA_CFG, SEG_CFG, TOOLS,
+from conftest import (CLS_CFG, MASK_CFG, RETINA_CFG, SEG_CFG, SET_CFG, TOOLS,
                       run_tool)
 
 EPOCH_OPTS = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
@@ -16,6 +16,8 @@ EPOCH_OPTS = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
 CASES = {
     'cls': (CLS_CFG, EPOCH_OPTS, 'epoch_1.pth', [],
             [r'accuracy/top1: ([\d.]+)']),
+    'set-cls': (SET_CFG, EPOCH_OPTS, 'epoch_1.pth', [],
+                [r'accuracy/top1: ([\d.]+)']),
     'retinanet': (RETINA_CFG, EPOCH_OPTS, 'epoch_1.pth',
                   ['model.test_cfg.score_thr=0.0'],
                   [r'coco/bbox_mAP: ([\d.]+)']),

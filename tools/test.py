@@ -14,7 +14,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401
-from mmeffattn.utils.launch import check_config, setup_cpu_distributed  # noqa
+from mmeffattn.utils.launch import (check_config, load_config,  # noqa
+                                    setup_cpu_distributed)
 
 VIS_HOOKS = dict(mmdet='DetVisualizationHook', mmseg='SegVisualizationHook',
                  mmpretrain='VisualizationHook')
@@ -66,19 +67,9 @@ def _enable_visualization(cfg, args):
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file {args.config} does not exist')
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)

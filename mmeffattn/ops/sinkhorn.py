@@ -6,6 +6,29 @@ from typing import Optional
 import torch
 
 
+
+def _check_schedule(num_iters: int, last: str) -> None:
+    if num_iters < 1:
+        raise ValueError(f'num_iters must be >= 1, got {num_iters}')
+    if last not in ('row', 'col'):
+        raise ValueError(f"last must be 'row' or 'col', got {last!r}")
+
+
+def _alternate(row_update, col_update, col_state, num_iters: int,
+               last: str):
+    """The update schedule shared by both solvers (see sinkhorn_log)."""
+    row_state = row_update(col_state)
+    if last == 'col':
+        col_state = col_update(row_state)
+    for _ in range(num_iters - (last == 'col')):
+        if last == 'col':
+            row_state = row_update(col_state)
+            col_state = col_update(row_state)
+        else:
+            col_state = col_update(row_state)
+            row_state = row_update(col_state)
+    return row_state, col_state
+
 def sinkhorn_log(log_kernel: torch.Tensor,
                  num_iters: int,
                  row_mass: Optional[torch.Tensor] = None,
@@ -33,10 +56,7 @@ def sinkhorn_log(log_kernel: torch.Tensor,
     Returns:
         (..., N, M) non-negative plan.
     """
-    if num_iters < 1:
-        raise ValueError(f'num_iters must be >= 1, got {num_iters}')
-    if last not in ('row', 'col'):
-        raise ValueError(f"last must be 'row' or 'col', got {last!r}")
+    _check_schedule(num_iters, last)
     dtype = log_kernel.dtype
     work = torch.promote_types(dtype, torch.float32)
     logk = log_kernel.to(work)
@@ -63,17 +83,8 @@ def sinkhorn_log(log_kernel: torch.Tensor,
     def col_update(f):
         return log_b - torch.logsumexp(logk + f, dim=-2, keepdim=True)
 
-    g = torch.zeros_like(log_b)
-    f = row_update(g)
-    if last == 'col':
-        g = col_update(f)
-    for _ in range(num_iters - (last == 'col')):
-        if last == 'col':
-            f = row_update(g)
-            g = col_update(f)
-        else:
-            g = col_update(f)
-            f = row_update(g)
+    f, g = _alternate(row_update, col_update, torch.zeros_like(log_b),
+                      num_iters, last)
     return torch.exp(logk + f + g).to(dtype)
 
 
@@ -92,10 +103,7 @@ def sinkhorn_scaling(log_kernel: torch.Tensor,
     several times faster forward and backward. The row shift is absorbed by
     ``u``, so the plan equals the log-domain one. Runs in at least fp32.
     """
-    if num_iters < 1:
-        raise ValueError(f'num_iters must be >= 1, got {num_iters}')
-    if last not in ('row', 'col'):
-        raise ValueError(f"last must be 'row' or 'col', got {last!r}")
+    _check_schedule(num_iters, last)
     dtype = log_kernel.dtype
     work = torch.promote_types(dtype, torch.float32)
     logk = log_kernel.to(work)
@@ -122,15 +130,6 @@ def sinkhorn_scaling(log_kernel: torch.Tensor,
     def cols(u):  # b / (K^T u)
         return b / (kern * u).sum(-2, keepdim=True).clamp(min=tiny)
 
-    v = torch.ones_like(b)
-    u = rows(v)  # absorbs the row shift
-    if last == 'col':
-        v = cols(u)
-    for _ in range(num_iters - (last == 'col')):
-        if last == 'col':
-            u = rows(v)
-            v = cols(u)
-        else:
-            v = cols(u)
-            u = rows(v)
+    # the first update is a row update: u absorbs the row shift of K
+    u, v = _alternate(rows, cols, torch.ones_like(b), num_iters, last)
     return (u * kern * v).to(dtype)

@@ -6,6 +6,24 @@ from typing import Iterable
 import torch
 
 
+def load_config(args):
+    """Config of ``args.config`` with ``--cfg-options``, ``--launcher`` and
+    ``--work-dir`` applied (default ``./work_dirs/<config name>``)."""
+    from mmengine.config import Config
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file {args.config} does not exist')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
 def setup_cpu_distributed(cfg, launcher: str) -> None:
     """On machines without CUDA, run ``--launcher pytorch`` on gloo.
 

@@ -3,10 +3,9 @@ from typing import Sequence, Union
 
 import torch.nn as nn
 from mmengine.model import BaseModule, Sequential
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmeffattn.models.attention import AttentionStem, LocalSelfAttention2d
-from mmeffattn.models.utils import StrictPretrainedMixin
+from mmeffattn.models.utils import StrictPretrainedMixin, eval_norms
 from mmeffattn.registry import MODELS
 
 
@@ -162,7 +161,5 @@ class SASAResNet(StrictPretrainedMixin, BaseModule):
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
+            eval_norms(self)
         return self

@@ -7,7 +7,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 
 from mmeffattn.models.attention import SeTAttention
-from mmeffattn.models.utils import StrictPretrainedMixin
+from mmeffattn.models.utils import StrictPretrainedMixin, eval_norms
 from mmeffattn.registry import MODELS
 
 
@@ -197,7 +197,5 @@ class SeTformer(StrictPretrainedMixin, BaseModule):
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, (nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
-                    m.eval()
+            eval_norms(self)
         return self

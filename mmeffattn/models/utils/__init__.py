@@ -1,3 +1,4 @@
+from .norm import eval_norms
 from .pretrained import StrictPretrainedMixin, load_pretrained
 
-__all__ = ['StrictPretrainedMixin', 'load_pretrained']
+__all__ = ['StrictPretrainedMixin', 'load_pretrained', 'eval_norms']

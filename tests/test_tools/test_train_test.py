@@ -102,3 +102,15 @@ def test_resume_reproduces_uninterrupted_run(demo_cwd, tmp_path):
     assert len(a) == 4 and set(a) == set(b)
     for step in (3, 4):  # iterations after the resume point
         assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize('cfg', [CLS_CFG, SET_CFG])
+def test_published_demo_checkpoints_reproduce(cfg, demo_cwd, tmp_path):
+    """The model-zoo demo checkpoints load weights-only (outside any
+    work_dir) and still classify the held-out digits (first 64 here)."""
+    name = osp.splitext(osp.basename(cfg))[0]
+    ckpt = glob.glob(osp.join(osp.dirname(TOOLS), 'checkpoints', 'demo',
+                              f'{name}_*.pth'))
+    assert len(ckpt) == 1
+    res = run_test(cfg, ckpt[0], str(tmp_path), demo_cwd)
+    assert metric(res.stdout + res.stderr, r'accuracy/top1: ([\d.]+)') >= 92

@@ -155,28 +155,23 @@ class LocalAttention2dCpuFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, rel_row, rel_col, kernel_size, border):
+        # q, k, v: (B*heads, H, W, d) contiguous; reshapes happen outside so
+        # that the output is no view (it may be modified in place later)
         from .cpu_extension import load_cpu_extension
-        ext = load_cpu_extension()
-        shape = q.shape
-        q, k, v = (t.reshape((-1, ) + tuple(shape[2:])).contiguous()
-                   for t in (q, k, v))
-        out, attn = ext.forward(q, k, v, rel_row, rel_col, kernel_size,
-                                border == 'mask')
+        out, attn = load_cpu_extension().forward(q, k, v, rel_row, rel_col,
+                                                 kernel_size,
+                                                 border == 'mask')
         ctx.kernel_size = kernel_size
         ctx.save_for_backward(q, k, v, rel_row, rel_col, attn)
-        return out.view(shape)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
         from .cpu_extension import load_cpu_extension
         q, k, v, rel_row, rel_col, attn = ctx.saved_tensors
-        grads = load_cpu_extension().backward(
-            grad_out.reshape(q.shape), q, k, v, rel_row, rel_col, attn,
-            ctx.kernel_size)
-        shape = grad_out.shape
-        gq, gk, gv, grr, grc = grads
-        return (gq.view(shape), gk.view(shape), gv.view(shape), grr, grc,
-                None, None)
+        grads = load_cpu_extension().backward(grad_out, q, k, v, rel_row,
+                                              rel_col, attn, ctx.kernel_size)
+        return tuple(grads) + (None, None)
 
 
 def _use_cpp(q: torch.Tensor, impl: str) -> bool:
@@ -251,8 +246,11 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if _use_cpp(q, impl):
         if scale is not None:
             q = q * scale
-        return LocalAttention2dCpuFunction.apply(q, k, v, rel_row, rel_col,
-                                                 kernel_size, border)
+        flat = (-1, ) + tuple(q.shape[2:])
+        out = LocalAttention2dCpuFunction.apply(
+            *(t.reshape(flat).contiguous() for t in (q, k, v)), rel_row,
+            rel_col, kernel_size, border)
+        return out.view(q.shape)
     return LocalAttention2dFunction.apply(q, k, v, rel_row, rel_col,
                                           kernel_size, border, scale,
                                           block_size)

@@ -24,15 +24,18 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 def local_attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """SASA op: inputs q, k, v (B, h, H, W, d), rel_row (k, d/2), ..."""
+    """SASA op: inputs q, k, v (B, h, H, W, d) or (B*h, H, W, d),
+    rel_row (k, d/2), ..."""
     from mmeffattn.ops import local_attention2d_flops
     q, rel_row = _shape(inputs[0]), _shape(inputs[3])
+    q = [1] * (5 - len(q)) + list(q)
     return local_attention2d_flops(tuple(q), rel_row[0])
 
 
 EXTRA_HANDLES = {
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'prim::PythonOp.LocalAttention2dFunction': local_attention_flop_jit,
+    'prim::PythonOp.LocalAttention2dCpuFunction': local_attention_flop_jit,
 }
 
 

@@ -2,6 +2,8 @@ import torch
 
 
 def test_sasa_fpn_and_head_match_mmdet_interfaces():
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')  # the head builds mmdet task utils
     from mmdet.models.dense_heads import RetinaHead
     from mmdet.models.necks import FPN
 

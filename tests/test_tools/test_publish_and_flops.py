@@ -73,8 +73,10 @@ def test_sdpa_and_local_attention_are_counted():
     res = count_complexity(SDPAModule(), (torch.randn(2, 3, 49, 16), ))
     assert res['macs'] == 2 * 3 * 49 * 49 * (16 + 16)
     from mmeffattn.models import LocalSelfAttention2d
-    layer = LocalSelfAttention2d(32, 32, kernel_size=5, num_heads=4)
-    res = count_complexity(layer, (torch.randn(1, 32, 9, 11), ))
     proj = 3 * 32 * 32 * 9 * 11
     attn = local_attention2d_flops((1, 4, 9, 11, 8), 5)
-    assert res['macs'] == proj + attn
+    for impl in ('cpp', 'halo'):
+        layer = LocalSelfAttention2d(32, 32, kernel_size=5, num_heads=4,
+                                     impl=impl)
+        res = count_complexity(layer, (torch.randn(1, 32, 9, 11), ))
+        assert res['macs'] == proj + attn

@@ -32,6 +32,7 @@ class LocalSelfAttention2d(BaseModule):
         rel_init_std (float): std of the relative embeddings' normal init
             (not given in the paper). Defaults to 0.02.
         block_size (int): query block of the blocked GEMM (speed only).
+        impl (str): op implementation, ``'auto'``, ``'cpp'`` or ``'halo'``.
 
     Shapes:
         x: (B, C_in, H, W) -> (B, C_out, ceil(H/stride), ceil(W/stride)).
@@ -47,6 +48,7 @@ class LocalSelfAttention2d(BaseModule):
                  scale: Union[float, str, None] = None,
                  qkv_bias: bool = False,
                  block_size: int = 8,
+                 impl: str = 'auto',
                  value_init_std: Optional[float] = None,
                  rel_init_std: float = 0.02,
                  init_cfg=None):
@@ -65,7 +67,7 @@ class LocalSelfAttention2d(BaseModule):
             raise ValueError(f"scale must be None, a number or 'head_dim', "
                              f'got {scale!r}')
         self.stride, self.border, self.scale = stride, border, scale
-        self.block_size = block_size
+        self.block_size, self.impl = block_size, impl
         self.value_init_std = value_init_std
         self.query = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
         self.key = nn.Conv2d(in_channels, out_channels, 1, bias=qkv_bias)
@@ -94,7 +96,8 @@ class LocalSelfAttention2d(BaseModule):
         out = local_attention2d(
             self._heads(self.query(x)), self._heads(self.key(x)),
             self._heads(self.value(x)), self.rel_row, self.rel_col,
-            self.kernel_size, self.border, self.scale, self.block_size)
+            self.kernel_size, self.border, self.scale, self.block_size,
+            self.impl)
         out = out.permute(0, 1, 4, 2, 3).reshape(bsz, self.out_channels,
                                                  height, width)
         if self.stride == 2:

@@ -1,5 +1,4 @@
 """Shared set-up of tools/train.py and tools/test.py (one tools/ for all toolboxes)."""
-import os
 import os.path as osp
 from typing import Iterable
 

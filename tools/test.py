@@ -29,8 +29,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='dump predictions to a pickle file')
     parser.add_argument('--show', action='store_true', help='show results')
     parser.add_argument('--show-dir',
-                        help='save painted predictions under work_dir/'
-                        'timestamp/show_dir')
+                        help='save painted predictions under work_dir '
+                        '(mmdet/mmseg: work_dir/timestamp/show_dir)')
     parser.add_argument('--wait-time', type=float, default=2)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', default='none',
@@ -54,10 +54,10 @@ def _enable_visualization(cfg, args):
             f'--show/--show-dir need default_hooks.visualization '
             f'({hook_type or "a visualization hook"}) in the config')
     vis = hooks.visualization
-    if scope == 'mmpretrain':
-        vis.enable = True
+    if scope == 'mmpretrain':  # every sample, under work_dir like mmdet's
+        vis.enable, vis.interval = True, 1
         if args.show_dir:
-            vis.out_dir = args.show_dir
+            vis.out_dir = osp.join(cfg.work_dir, args.show_dir)
     else:
         vis.draw = True
         if args.show_dir:

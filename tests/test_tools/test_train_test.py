@@ -60,6 +60,11 @@ def test_demo_config_train_and_test(name, demo_cwd, tmp_path):
         value = metric(res.stdout + res.stderr, pattern)
         assert value >= 0
     assert osp.getsize(tmp_path / 'preds.pkl') > 0
+    if name in ('cls', 'retinanet'):  # painted predictions under work_dir
+        run_test(cfg, ckpt, work, demo_cwd,
+                 ['--show-dir', 'vis', '--cfg-options',
+                  'test_dataloader.dataset.indices=2', *test_opts])
+        assert glob.glob(osp.join(work, '**', 'vis', '*.*'), recursive=True)
 
 
 def test_dist_train_and_test_match_single_process(demo_cwd, tmp_path):

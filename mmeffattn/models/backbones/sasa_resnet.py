@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule, Sequential
 
 from mmeffattn.models.attention import AttentionStem, LocalSelfAttention2d
-from mmeffattn.models.utils import StrictPretrainedMixin, eval_norms
+from mmeffattn.models.utils import EffAttnBackbone
 from mmeffattn.registry import MODELS
 
 
@@ -45,7 +45,7 @@ class AttentionBottleneck(BaseModule):
 
 
 @MODELS.register_module()
-class SASAResNet(StrictPretrainedMixin, BaseModule):
+class SASAResNet(EffAttnBackbone):
     """SASA-ResNet backbone (Ramachandran et al., NeurIPS 2019).
 
     Args:
@@ -138,15 +138,9 @@ class SASAResNet(StrictPretrainedMixin, BaseModule):
         self.out_channels = [base_channels * 4 * 2**i for i in range(4)]
         self._freeze_stages()
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        modules = [self.stem] + [getattr(self, f'layer{i}')
-                                 for i in range(1, self.frozen_stages + 1)]
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+    def _frozen_modules(self):
+        return [self.stem] + [getattr(self, f'layer{i}')
+                              for i in range(1, self.frozen_stages + 1)]
 
     def forward(self, x):
         x = self.stem(x)
@@ -156,10 +150,3 @@ class SASAResNet(StrictPretrainedMixin, BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            eval_norms(self)
-        return self

@@ -7,7 +7,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 
 from mmeffattn.models.attention import SeTAttention
-from mmeffattn.models.utils import StrictPretrainedMixin, eval_norms
+from mmeffattn.models.utils import EffAttnBackbone
 from mmeffattn.registry import MODELS
 
 
@@ -59,7 +59,7 @@ class SeTBlock(BaseModule):
 
 
 @MODELS.register_module()
-class SeTformer(StrictPretrainedMixin, BaseModule):
+class SeTformer(EffAttnBackbone):
     """SeTformer backbone (Shamsolmoali et al., AAAI 2024), reconstructed.
 
     Four stages at strides 4, 8, 16, 32: a conv stem (two 3x3 stride-2 convs),
@@ -163,19 +163,13 @@ class SeTformer(StrictPretrainedMixin, BaseModule):
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
+    def _frozen_modules(self):
         modules = [self.stem, self.stem_norm]
         for i in range(self.frozen_stages + 1):
-            modules.append(self.stages[i])
+            modules += [self.stages[i], getattr(self, f'norm{i}')]
             if i < 3:
                 modules.append(self.downsamples[i])
-            modules.append(getattr(self, f'norm{i}'))
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+        return modules
 
     def forward(self, x):
         x = self.stem(x)
@@ -192,10 +186,3 @@ class SeTformer(StrictPretrainedMixin, BaseModule):
             if i < 3:
                 x, hw_shape = self.downsamples[i](x, hw_shape)
         return tuple(outs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            eval_norms(self)
-        return self

@@ -39,3 +39,24 @@ def demo_cwd(tmp_path_factory):
     generate_demo_data(osp.join(cwd, 'data', 'demo'), num_det_train=16,
                        num_det_val=8, max_cls_train=128, max_cls_val=64)
     return str(cwd)
+
+
+def parameters_without_gradient(model, data_batch):
+    """Names of trainable parameters that get no gradient from one training
+    step on ``data_batch``: exactly what DDP rejects without
+    ``find_unused_parameters``."""
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    data = model.data_preprocessor(data_batch, True)
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    loss.backward()
+    return [name for name, p in model.named_parameters()
+            if p.requires_grad and p.grad is None]
+
+
+def assert_every_parameter_gets_a_gradient(model, data_batch):
+    missing = parameters_without_gradient(model, data_batch)
+    assert not missing, (
+        f'{len(missing)} trainable parameters get no gradient (DDP fails '
+        f'without find_unused_parameters): {missing}')

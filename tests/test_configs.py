@@ -1,4 +1,5 @@
-"""Every family config builds, trains 1 iteration and evaluates on the demo data.
+"""Every config builds, trains 1 iteration and evaluates on the demo data, and
+every trainable parameter gets a gradient (what DDP needs).
 
 The data root of each config is pointed at the embedded demo data of the same
 format (ImageNet folders / COCO json / ADE20K PNGs); the model is the config's
@@ -16,10 +17,12 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, assert_every_parameter_gets_a_gradient
 
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'sasa', '*.py')) +
-                 glob.glob(osp.join(REPO, 'configs', 'setformer', '*.py')))
+FAMILIES = ('sasa', 'setformer')
+CONFIGS = sorted(p for f in FAMILIES
+                 for p in glob.glob(osp.join(REPO, 'configs', f, '*.py')))
+DEMO_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
 DIGITS = tuple(str(i) for i in range(10))
 SMALL = 64
 
@@ -124,3 +127,42 @@ def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,
     metrics = runner.val_loop.run()
     assert metrics and all(v == v for v in metrics.values()
                            if isinstance(v, float))
+    assert_every_parameter_gets_a_gradient(
+        runner.model, next(iter(runner.train_dataloader)))
+
+
+@pytest.mark.parametrize('config', DEMO_CONFIGS,
+                         ids=[osp.basename(c) for c in DEMO_CONFIGS])
+def test_demo_config_gives_every_parameter_a_gradient(config, demo_cwd,
+                                                      monkeypatch):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner import Runner
+    import mmeffattn  # noqa: F401
+    cfg = Config.fromfile(config)
+    monkeypatch.chdir(demo_cwd)
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    loader = dict(cfg.train_dataloader, batch_size=2, num_workers=0,
+                  persistent_workers=False)
+    batch = next(iter(Runner.build_dataloader(loader)))
+    assert_every_parameter_gets_a_gradient(model, batch)
+
+
+def test_gradient_guard_names_an_unused_parameter(demo_cwd, monkeypatch):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner import Runner
+    import mmeffattn  # noqa: F401
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo',
+                                   'sasa-r26-demo_1xb64-20e_digits.py'))
+    monkeypatch.chdir(demo_cwd)
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.backbone.unused = torch.nn.Linear(2, 2)
+    loader = dict(cfg.train_dataloader, batch_size=2, num_workers=0,
+                  persistent_workers=False)
+    batch = next(iter(Runner.build_dataloader(loader)))
+    with pytest.raises(AssertionError, match=r'backbone\.unused\.weight'):
+        assert_every_parameter_gets_a_gradient(model, batch)

@@ -29,8 +29,10 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='dump predictions to a pickle file')
     parser.add_argument('--show', action='store_true', help='show results')
     parser.add_argument('--show-dir',
-                        help='save painted predictions under work_dir '
-                        '(mmdet/mmseg: work_dir/timestamp/show_dir)')
+                        help='save painted predictions under work_dir: '
+                        'mmpretrain WORK_DIR/SHOW_DIR, mmdet '
+                        'WORK_DIR/TIMESTAMP/SHOW_DIR, mmseg '
+                        'WORK_DIR/SHOW_DIR/vis_data/vis_image')
     parser.add_argument('--wait-time', type=float, default=2)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', default='none',
@@ -58,12 +60,39 @@ def _enable_visualization(cfg, args):
         vis.enable, vis.interval = True, 1
         if args.show_dir:
             vis.out_dir = osp.join(cfg.work_dir, args.show_dir)
+    elif scope == 'mmseg':  # SegVisualizationHook writes via the visualizer
+        vis.draw, vis.interval = True, 1
+        if args.show_dir:
+            cfg.visualizer.save_dir = osp.join(cfg.work_dir, args.show_dir)
     else:
         vis.draw = True
         if args.show_dir:
             vis.test_out_dir = args.show_dir
     vis.show = args.show
     vis.wait_time = args.wait_time
+
+
+def _check_tta(cfg, config: str) -> None:
+    """Refuse the TTA combinations the toolboxes cannot run, in one line."""
+    if cfg.tta_model.get('type') == 'DetTTAModel' and cfg.model.get(
+            'roi_head', {}).get('mask_head'):
+        raise RuntimeError(
+            f'--tta: {config} predicts instance masks, and mmdet 3.3\'s '
+            'DetTTAModel merges boxes only; test without --tta')
+
+    def transforms(pipeline):
+        for t in pipeline:
+            yield t
+            for sub in t.get('transforms', []) or []:
+                yield from transforms(sub if isinstance(sub, list) else [sub])
+
+    if cfg.tta_model.get('type') == 'DetTTAModel' and not any(
+            t.get('type') == 'RandomFlip'
+            for t in transforms(cfg.tta_pipeline)):
+        raise RuntimeError(
+            f'--tta: the tta_pipeline of {config} sets no flip; '
+            "DetTTAModel needs RandomFlip(prob=1.) / RandomFlip(prob=0.) "
+            'branches')
 
 
 def build_cfg(args) -> Config:
@@ -77,6 +106,7 @@ def build_cfg(args) -> Config:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
             raise RuntimeError(f'--tta: {args.config} defines no tta_model '
                                'and tta_pipeline')
+        _check_tta(cfg, args.config)
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     return cfg

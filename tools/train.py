@@ -10,6 +10,7 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -43,6 +44,11 @@ def parse_args(argv=None):
 
 
 def build_cfg(args) -> Config:
+    if args.amp and not torch.cuda.is_available():
+        raise RuntimeError(
+            '--amp needs a CUDA GPU: mmengine\'s AmpOptimWrapper runs fp16 '
+            'autocast with a GradScaler on CUDA. On a CPU, train without '
+            '--amp (fp32); the ops themselves support bf16 autocast.')
     cfg = load_config(args)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'

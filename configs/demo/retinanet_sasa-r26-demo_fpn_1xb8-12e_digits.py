@@ -32,6 +32,8 @@ tta_pipeline = [
     dict(type='TestTimeAug',
          transforms=[[dict(type='Resize', scale=s, keep_ratio=True)
                       for s in [(224, 224), (256, 256)]],
+                     [dict(type='RandomFlip', prob=1.),
+                      dict(type='RandomFlip', prob=0.)],
                      [dict(type='LoadAnnotations', with_bbox=True)],
                      [dict(type='PackDetInputs',
                            meta_keys=('img_id', 'img_path', 'ori_shape',

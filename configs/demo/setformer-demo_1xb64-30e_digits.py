@@ -1,4 +1,4 @@
-# A small SeTformer (2 blocks/stage, 16 SeT references) on the embedded digits
+# A small SeTformer (1-1-2-1 blocks, 4 SeT references) on the embedded digits
 # (ImageNet-style folders, 32x32): the SeT counterpart of the SASA demo.
 _base_ = ['./sasa-r26-demo_1xb64-20e_digits.py']
 

@@ -73,3 +73,15 @@ default_hooks = dict(logger=dict(interval=50),
                      checkpoint=dict(by_epoch=False, interval=500,
                                      max_keep_ckpts=1))
 randomness = dict(seed=0)
+# `tools/test.py --tta`: scales 0.75-1.25 of the 128x128 canvas, with flips
+tta_model = dict(type='SegTTAModel')
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug',
+         transforms=[[dict(type='Resize', scale_factor=r, keep_ratio=True)
+                      for r in (0.75, 1.0, 1.25)],
+                     [dict(type='RandomFlip', prob=0., direction='horizontal'),
+                      dict(type='RandomFlip', prob=1., direction='horizontal')],
+                     [dict(type='LoadAnnotations', reduce_zero_label=True)],
+                     [dict(type='PackSegInputs')]])
+]

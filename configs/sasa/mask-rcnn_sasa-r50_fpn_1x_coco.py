@@ -2,7 +2,7 @@
 # mmdet's 1x schedule.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
-checkpoint = 'checkpoints/sasa-r50_8xb512-130e_in1k.pth'
+checkpoint = 'checkpoints/sasa-r50_32xb128-130e_in1k.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -3,7 +3,7 @@
 # (publish it to `checkpoints/` with tools/model_converters/publish_model.py).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
-checkpoint = 'checkpoints/sasa-r50_8xb512-130e_in1k.pth'
+checkpoint = 'checkpoints/sasa-r50_32xb128-130e_in1k.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

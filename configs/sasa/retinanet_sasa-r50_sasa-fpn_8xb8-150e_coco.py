@@ -39,11 +39,27 @@ test_dataloader = val_dataloader
 max_epochs = 150
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.12, momentum=0.9, weight_decay=1e-4))
+    optimizer=dict(type='SGD', lr=0.12, momentum=0.9, weight_decay=1e-4),
+    paramwise_cfg=dict(norm_decay_mult=0.))  # as mmdet: no decay on BN
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', T_max=max_epochs - 1, by_epoch=True,
-         begin=1, end=max_epochs),
+         begin=1, end=max_epochs, convert_to_iter_based=True),
 ]
 auto_scale_lr = dict(base_batch_size=64)
+
+# `tools/test.py --tta`: the training scale and its jitter range, with flips
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug',
+         transforms=[[dict(type='Resize', scale=s, keep_ratio=True)
+                      for s in [(512, 512), (640, 640), (768, 768)]],
+                     [dict(type='RandomFlip', prob=1.),
+                      dict(type='RandomFlip', prob=0.)],
+                     [dict(type='LoadAnnotations', with_bbox=True)],
+                     [dict(type='PackDetInputs',
+                           meta_keys=('img_id', 'img_path', 'ori_shape',
+                                      'img_shape', 'scale_factor', 'flip',
+                                      'flip_direction'))]])
+]

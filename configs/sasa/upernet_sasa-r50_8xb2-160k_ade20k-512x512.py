@@ -2,7 +2,7 @@
 # mmseg's 160k ADE20K schedule, 8 GPUs x 2 images.
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 
-checkpoint = 'checkpoints/sasa-r50_8xb512-130e_in1k.pth'
+checkpoint = 'checkpoints/sasa-r50_32xb128-130e_in1k.pth'
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     pretrained=None,

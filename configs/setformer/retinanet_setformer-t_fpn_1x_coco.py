@@ -9,11 +9,12 @@ model = dict(
         type='mmeffattn.SeTformer',
         arch='tiny',
         drop_path_rate=0.2,
-        out_indices=(0, 1, 2, 3),
+        out_indices=(1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
                       prefix='backbone.')),
-    neck=dict(in_channels=[64, 128, 256, 512], start_level=1,
-              add_extra_convs='on_input'))
+    # strides 8-32 in, P3-P7 out: as mmdet's Swin RetinaNet
+    neck=dict(in_channels=[128, 256, 512], start_level=0,
+              add_extra_convs='on_input', num_outs=5))
 
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),

@@ -1,6 +1,6 @@
 """Stateless tensor ops (no nn.Module, no registry)."""
 from .kernel_features import (gaussian_sphere_kernel, inverse_sqrt_psd,
-                              nystrom_features)
+                              nystrom_basis, nystrom_features)
 from .local_attention import (LocalAttention2dCpuFunction,
                               LocalAttention2dFunction, local_attention2d,
                               local_attention2d_flops,
@@ -13,6 +13,6 @@ from .sinkhorn import sinkhorn_log, sinkhorn_scaling
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
            'LocalAttention2dFunction', 'LocalAttention2dCpuFunction',
-           'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features',
+           'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features', 'nystrom_basis',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
            'grid_positions', 'positional_log_penalty']

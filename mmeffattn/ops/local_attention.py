@@ -16,7 +16,7 @@ Borders (the SASA paper is silent; see docs/sasa.md):
 
 Two implementations, same semantics (both tested against a brute-force loop):
 
-* ``'cpp'`` (CPU, fp32/fp64; the default there): a fused C++ kernel
+* ``'cpp'`` (CPU; the default there): a fused C++ kernel
   (``csrc/local_attention_cpu.cpp``, JIT-built) that walks each pixel's window
   once, saving only the attention weights ``heads * k^2 * HW`` for backward;
 * ``'halo'`` (any device/dtype; the default on GPU): "blocked halo GEMM",
@@ -27,6 +27,12 @@ Two implementations, same semantics (both tested against a brute-force loop):
 
 Neither materialises the ``C * k^2 * HW`` unfolded keys/values of the naive
 implementation (:func:`local_attention2d_unfold`).
+
+Mixed precision: the op picks its compute dtype itself, whatever autocast
+says, so that a backward outside autocast (mmengine's ``AmpOptimWrapper``)
+recomputes exactly what the forward did. The C++ kernel computes in fp32
+(fp64 for fp64 inputs): fp16/bf16 inputs are cast to fp32 and the output back
+to the input dtype. The halo path computes in q's dtype with an fp32 softmax.
 """
 from typing import Optional, Tuple
 
@@ -136,7 +142,7 @@ def local_attention2d_forward(q, k, v, rel_row, rel_col, kernel_size: int,
     mask = _block_mask(block, kernel_size, height, width, n_h, n_w, border,
                        q.dtype, q.device)
     logits = qb @ kb.transpose(-1, -2) + rel + mask
-    attn = logits.softmax(-1)
+    attn = logits.softmax(-1, dtype=torch.float32).to(q.dtype)
     out = attn @ vb  # (B,h,n,b^2,d)
     out = out.reshape(bsz, heads, n_h, n_w, block, block, d)
     out = out.permute(0, 1, 2, 4, 3, 5, 6).reshape(bsz, heads, n_h * block,
@@ -158,9 +164,10 @@ class LocalAttention2dCpuFunction(torch.autograd.Function):
         # q, k, v: (B*heads, H, W, d) contiguous; reshapes happen outside so
         # that the output is no view (it may be modified in place later)
         from .cpu_extension import load_cpu_extension
-        out, attn = load_cpu_extension().forward(q, k, v, rel_row, rel_col,
-                                                 kernel_size,
-                                                 border == 'mask')
+        with _no_autocast(q):
+            out, attn = load_cpu_extension().forward(q, k, v, rel_row,
+                                                     rel_col, kernel_size,
+                                                     border == 'mask')
         ctx.kernel_size = kernel_size
         ctx.save_for_backward(q, k, v, rel_row, rel_col, attn)
         return out
@@ -174,16 +181,20 @@ class LocalAttention2dCpuFunction(torch.autograd.Function):
         return tuple(grads) + (None, None)
 
 
+def _no_autocast(t: torch.Tensor):
+    return torch.autocast(t.device.type, enabled=False)
+
+
 def _use_cpp(q: torch.Tensor, impl: str) -> bool:
     if impl == 'halo':
         return False
-    ok = q.device.type == 'cpu' and q.dtype in (torch.float32, torch.float64)
+    ok = q.device.type == 'cpu' and q.is_floating_point()
     if ok:
         from .cpu_extension import load_cpu_extension
         ok = load_cpu_extension() is not None
     if impl == 'cpp' and not ok:
-        raise RuntimeError('impl="cpp" needs a CPU fp32/fp64 input and the '
-                           'compiled CPU kernel')
+        raise RuntimeError('impl="cpp" needs a CPU floating-point input and '
+                           'the compiled CPU kernel')
     return ok
 
 
@@ -199,7 +210,7 @@ class LocalAttention2dFunction(torch.autograd.Function):
                 block_size):
         ctx.args = (kernel_size, border, scale, block_size)
         ctx.save_for_backward(q, k, v, rel_row, rel_col)
-        with torch.no_grad():
+        with torch.no_grad(), _no_autocast(q):
             out = local_attention2d_forward(q, k, v, rel_row, rel_col,
                                             kernel_size, border, scale,
                                             block_size)
@@ -210,7 +221,7 @@ class LocalAttention2dFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         inputs = [t.detach().requires_grad_(need)
                   for t, need in zip(ctx.saved_tensors, ctx.needs_input_grad)]
-        with torch.enable_grad():
+        with torch.enable_grad(), _no_autocast(grad_out):
             out = local_attention2d_forward(*inputs, *ctx.args)
         wanted = [t for t in inputs if t.requires_grad]
         grads = iter(torch.autograd.grad(out, wanted, grad_out))
@@ -234,8 +245,8 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         border: ``'zero'`` or ``'mask'`` (see module docstring).
         scale: logit scale; ``None`` = 1 (the paper has no 1/sqrt(d)).
         block_size: query block edge b of the blocked GEMM (speed only).
-        impl: ``'auto'`` (C++ kernel on CPU fp32/fp64, else halo), ``'cpp'``
-            or ``'halo'``.
+        impl: ``'auto'`` (C++ kernel on CPU, else halo), ``'cpp'`` or
+            ``'halo'``.
 
     Returns:
         (B, heads, H, W, d).
@@ -243,17 +254,26 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     _check_inputs(q, k, v, rel_row, rel_col, kernel_size, border)
     if impl not in ('auto', 'cpp', 'halo'):
         raise ValueError(f"impl must be 'auto', 'cpp' or 'halo', got {impl!r}")
+    out_dtype = q.dtype
     if _use_cpp(q, impl):
-        if scale is not None:
-            q = q * scale
-        flat = (-1, ) + tuple(q.shape[2:])
-        out = LocalAttention2dCpuFunction.apply(
-            *(t.reshape(flat).contiguous() for t in (q, k, v)), rel_row,
-            rel_col, kernel_size, border)
-        return out.view(q.shape)
-    return LocalAttention2dFunction.apply(q, k, v, rel_row, rel_col,
-                                          kernel_size, border, scale,
-                                          block_size)
+        # the kernel computes in fp32 (fp64 for fp64 inputs)
+        compute = torch.float64 if q.dtype == torch.float64 else torch.float32
+        with _no_autocast(q):
+            q, k, v, rel_row, rel_col = (t.to(compute) for t in (
+                q, k, v, rel_row, rel_col))
+            if scale is not None:
+                q = q * scale
+            flat = (-1, ) + tuple(q.shape[2:])
+            out = LocalAttention2dCpuFunction.apply(
+                *(t.reshape(flat).contiguous() for t in (q, k, v)), rel_row,
+                rel_col, kernel_size, border)
+            return out.view(q.shape).to(out_dtype)
+    with _no_autocast(q):  # one compute dtype: q's
+        k, v, rel_row, rel_col = (t.to(q.dtype) for t in (k, v, rel_row,
+                                                          rel_col))
+        return LocalAttention2dFunction.apply(q, k, v, rel_row, rel_col,
+                                              kernel_size, border, scale,
+                                              block_size)
 
 
 def local_attention2d_flops(q_shape: Tuple[int, ...], kernel_size: int) -> int:

@@ -66,6 +66,15 @@ def _is_trusted(path: str) -> bool:
     return osp.commonpath([osp.realpath(path), root]) == root
 
 
+def _is_torch_file(path: str) -> bool:
+    """A zip archive (torch.save's format) or a legacy pickle stream."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def load_checkpoint_file(path: str, map_location='cpu'):
     """Load a local checkpoint under the policy of this module.
 
@@ -77,6 +86,9 @@ def load_checkpoint_file(path: str, map_location='cpu'):
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path} does not exist')
+    if not _is_torch_file(path):
+        raise CheckpointError(
+            f'corrupt or not a PyTorch checkpoint: {path}')
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location=map_location,
@@ -84,8 +96,8 @@ def load_checkpoint_file(path: str, map_location='cpu'):
     except pickle.UnpicklingError as exc:
         if 'Weights only load failed' not in str(exc):
             raise CheckpointError(
-                f'checkpoint {path} is corrupt or not a PyTorch checkpoint: '
-                f'{exc}') from exc
+                f'corrupt or not a PyTorch checkpoint: {path} ({exc})'
+            ) from exc
         if _is_trusted(path):
             return torch.load(path, map_location=map_location,
                               weights_only=False)
@@ -96,10 +108,10 @@ def load_checkpoint_file(path: str, map_location='cpu'):
             'writes such files). A run may load its own checkpoints from '
             'inside its work_dir (--work-dir); to trust this file anyway set '
             f'{TRUST_ENV}=1.') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            KeyError, IndexError, TypeError) as exc:
         raise CheckpointError(
-            f'checkpoint {path} is corrupt or not a PyTorch checkpoint: '
-            f'{exc}') from exc
+            f'corrupt or not a PyTorch checkpoint: {path} ({exc})') from exc
 
 
 def _load_from_local(filename, map_location):

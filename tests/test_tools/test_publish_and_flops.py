@@ -80,3 +80,53 @@ def test_sdpa_and_local_attention_are_counted():
                                      impl=impl)
         res = count_complexity(layer, (torch.randn(1, 32, 9, 11), ))
         assert res['macs'] == proj + attn
+
+
+def test_detection_config_finds_freshly_published_classifier(tmp_path,
+                                                             monkeypatch):
+    """configs/setformer/retinanet_setformer-t names
+    checkpoints/setformer-t_8xb128_in1k.pth; publish_model.py writes
+    ..._<date>-<sha>.pth. Without renaming, the detector's backbone loads
+    it (and through the documented --cfg-options override too)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    import mmeffattn  # noqa: F401
+    from conftest import REPO
+    cls_cfg = Config.fromfile(osp.join(REPO, 'configs', 'setformer',
+                                       'setformer-t_8xb128_in1k.py'))
+    init_default_scope('mmpretrain')
+    torch.manual_seed(1)
+    classifier = MODELS.build(cls_cfg.model)
+    run_dir = tmp_path / 'work_dirs' / 'setformer-t'
+    run_dir.mkdir(parents=True)
+    torch.save(dict(state_dict=classifier.state_dict(), meta=dict(epoch=300)),
+               run_dir / 'epoch_300.pth')
+    out = run_tool([osp.join(TOOLS, 'model_converters', 'publish_model.py'),
+                    str(run_dir / 'epoch_300.pth'),
+                    'checkpoints/setformer-t_8xb128_in1k'], str(tmp_path))
+    published = out.stdout.strip().splitlines()[-1]
+    assert re.search(r'setformer-t_8xb128_in1k_\d{8}-[0-9a-f]{8}\.pth$',
+                     published)
+
+    monkeypatch.chdir(tmp_path)
+    det_cfg = Config.fromfile(osp.join(REPO, 'configs', 'setformer',
+                                       'retinanet_setformer-t_fpn_1x_coco.py'))
+    src = {k[len('backbone.'):]: v
+           for k, v in classifier.state_dict().items()
+           if k.startswith('backbone.')}
+    for override in (None, published):
+        if override:
+            det_cfg.merge_from_dict(
+                {'model.backbone.init_cfg.checkpoint': override})
+        init_default_scope('mmdet')
+        det = MODELS.build(det_cfg.model)
+        before = {k: v.clone() for k, v in det.backbone.state_dict().items()}
+        with pytest.warns(UserWarning, match='norm1'):
+            det.init_weights()
+        after = det.backbone.state_dict()
+        for k, v in src.items():
+            if k in after:  # the classifier's norm3 and all the body
+                torch.testing.assert_close(after[k], v)
+        changed = [k for k in src if k in after and after[k].is_floating_point()
+                   and not torch.equal(after[k], before[k])]
+        assert len(changed) > len(src) // 2

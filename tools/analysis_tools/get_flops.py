@@ -4,6 +4,11 @@ FLOPs are reported as the SASA paper counts them (1 multiply-add = 2 FLOPs)
 and as MACs (what Swin/NAT and mmengine call "FLOPs").
 
   python tools/analysis_tools/get_flops.py CONFIG [--shape 224 | --shape H W]
+
+Without ``--shape`` the input is the config's test size (the largest its test
+pipeline makes: 224x224 for ImageNet, 800x1333 for mmdet's 1x pipeline,
+640x640 for the 640-crop RetinaNet, the crop for mmseg), as the READMEs
+quote.
 """
 import argparse
 import os.path as osp
@@ -18,9 +23,8 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401
 from mmeffattn.utils.flops import count_complexity  # noqa: E402
+from mmeffattn.utils.memory import config_input_shape  # noqa: E402
 
-DEFAULT_SHAPE = dict(mmpretrain=(224, 224), mmdet=(1280, 800),
-                     mmseg=(2048, 512))
 
 
 def _data_sample(scope: str, height: int, width: int):
@@ -54,7 +58,7 @@ def get_flops(config: str, shape=None, cfg_options=None, show_table=False):
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
-    height, width = shape or DEFAULT_SHAPE.get(scope, (224, 224))
+    height, width = shape or config_input_shape(cfg, 'test')
     model = MODELS.build(cfg.model).eval()
     sample = _data_sample(scope, height, width)
     data = model.data_preprocessor(

@@ -63,7 +63,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('in_file', help='training checkpoint')
     parser.add_argument('out_name', help='output name, e.g. '
-                        'work_dirs/sasa-r26_8xb512-130e_in1k')
+                        'work_dirs/sasa-r26_32xb128-130e_in1k')
     parser.add_argument('--date', help='YYYYMMDD (default: today)')
     args = parser.parse_args(argv)
     final = publish(args.in_file, args.out_name, args.date)

@@ -4,6 +4,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmeffattn.registry import MODELS
+from .local_self_attention import query_key_fp32
 
 
 @MODELS.register_module()
@@ -73,9 +74,22 @@ class AttentionStem(BaseModule):
         pad_h, pad_w = (-height) % b, (-width) % b
         x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
         n_h, n_w = x.shape[2] // b, x.shape[3] // b
-        q = self._patches(self.query(x), c).unflatten(-1, (h, -1))
-        k = self._patches(self.key(x), c).unflatten(-1, (h, -1))
-        v = self._patches(self.value(x), c * self.num_mixtures)
+        query, key = query_key_fp32(self.query, self.key, x)
+        q = self._patches(query, c).unflatten(-1, (h, -1))
+        k = self._patches(key, c).unflatten(-1, (h, -1))
+        with torch.autocast(x.device.type, enabled=False):
+            # logits and mixing in fp32 (see query_key_fp32)
+            v = self._patches(self.value(x.to(q.dtype)),
+                              c * self.num_mixtures)
+            out = self._attend(q, k, v, n_h, n_w)
+        out = self.act(self.norm(out.reshape(bsz, c, n_h * b, n_w * b)))
+        return nn.functional.max_pool2d(out, b, b)
+
+    def _attend(self, q, k, v, n_h: int, n_w: int) -> torch.Tensor:
+        """(B, n, b^2, h, d) q, k and (B, n, b^2, m*C) v ->
+        (B, C, nH, b, nW, b) attention output (n = nH * nW)."""
+        device = q.device
+        b, h, c = self.block, self.num_heads, self.out_channels
         # spatially-aware values: mixture weights per position in the patch
         pos = (self.emb_row[:, None] + self.emb_col[None, :]).view(b * b, c)
         mix = (pos @ self.emb_mix.t()).softmax(-1)  # (b^2, m)
@@ -87,13 +101,12 @@ class AttentionStem(BaseModule):
         row = q[..., :d2] @ self.rel_row.t()  # (B,n,h,b^2,2b-1)
         col = q[..., d2:] @ self.rel_col.t()
         ri = self.rel_index  # (b, b): key pos - query pos + b - 1
-        qy = torch.arange(b, device=x.device).repeat_interleave(b)
-        qx = torch.arange(b, device=x.device).repeat(b)
+        qy = torch.arange(b, device=device).repeat_interleave(b)
+        qx = torch.arange(b, device=device).repeat(b)
         row = row.gather(-1, ri[qy].expand(row.shape[:-1] + (b, )))
         col = col.gather(-1, ri[qx].expand(col.shape[:-1] + (b, )))
         rel = (row[..., :, None] + col[..., None, :]).flatten(-2)
         attn = (q @ k.transpose(-1, -2) + rel).softmax(-1)
-        out = (attn @ v).transpose(2, 3).reshape(bsz, n_h, n_w, b, b, c)
-        out = out.permute(0, 5, 1, 3, 2, 4).reshape(bsz, c, n_h * b, n_w * b)
-        out = self.act(self.norm(out))
-        return nn.functional.max_pool2d(out, b, b)
+        out = (attn @ v).transpose(2, 3)
+        out = out.reshape(out.shape[0], n_h, n_w, b, b, c)
+        return out.permute(0, 5, 1, 3, 2, 4)

@@ -10,6 +10,21 @@ from mmeffattn.ops import local_attention2d
 from mmeffattn.registry import MODELS
 
 
+def query_key_fp32(query: nn.Module, key: nn.Module, x: torch.Tensor):
+    """``query(x), key(x)`` computed in fp32 even under autocast.
+
+    Attention logits are products of two projections; in bf16 (8 bits of
+    mantissa) their rounding moves large logits by whole units and flips
+    the softmax. Under autocast only these two projections leave low
+    precision (the value projection and the rest of the network do not).
+    """
+    if not torch.is_autocast_enabled(x.device.type):
+        return query(x), key(x)
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        return query(x), key(x)
+
+
 @MODELS.register_module()
 class LocalSelfAttention2d(BaseModule):
     """Stand-Alone Self-Attention (Ramachandran et al., 2019), Sec. 2.
@@ -93,8 +108,9 @@ class LocalSelfAttention2d(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, _, height, width = x.shape
+        query, key = query_key_fp32(self.query, self.key, x)
         out = local_attention2d(
-            self._heads(self.query(x)), self._heads(self.key(x)),
+            self._heads(query), self._heads(key),
             self._heads(self.value(x)), self.rel_row, self.rel_col,
             self.kernel_size, self.border, self.scale, self.block_size,
             self.impl)

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from mmeffattn.ops import (grid_positions, nystrom_features,
+from mmeffattn.ops import (grid_positions, nystrom_basis, nystrom_features,
                            positional_log_penalty, set_attention)
 from mmeffattn.registry import MODELS
 
@@ -20,7 +20,8 @@ class SeTAttention(BaseModule):
 
     Queries and keys are mapped to a kernel feature space (Nystrom Gaussian
     map on the sphere with learned anchors, or ``'linear'``: the unit
-    direction), transported by log-domain Sinkhorn onto ``num_refs`` learned
+    direction), transported by Sinkhorn (``sinkhorn``: stabilised scaling
+    domain by default, log domain as the reference) onto ``num_refs`` learned
     references per head, with the positional penalty
     ``-|p_i - p_j|^2 / (2 sigma_h^2)`` between token and reference grid
     positions (``sigma_h`` learned), then gathered / scattered. Never forms
@@ -79,6 +80,10 @@ class SeTAttention(BaseModule):
             feat_dim = num_anchors or self.head_dims
             self.anchors = nn.Parameter(
                 torch.randn(num_heads, feat_dim, self.head_dims))
+            self.register_buffer('nystrom_z', None, persistent=False)
+            self.register_buffer('nystrom_k_inv_sqrt', None,
+                                 persistent=False)
+            self._nystrom_key = None
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
         self.refs = nn.Parameter(
             torch.randn(num_heads, num_refs, feat_dim) / math.sqrt(feat_dim))
@@ -92,10 +97,37 @@ class SeTAttention(BaseModule):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def nystrom_basis(self):
+        """Unit anchors and ``K_ZZ^(-1/2)`` of the Nystrom map.
+
+        Training: computed in each forward (differentiable, shared by q and
+        k). Eval: computed once when the anchors change (their version
+        counter moves on any in-place update, e.g. ``load_state_dict``) and
+        kept as non-persistent buffers, so that eval and export run no
+        eigendecomposition.
+        """
+        if self.training:
+            return nystrom_basis(self.anchors, self.kernel_sigma)
+        key = (self.anchors._version, self.anchors.data_ptr(),
+               self.anchors.dtype, self.anchors.device)
+        if self.nystrom_z is None or self._nystrom_key != key:
+            with torch.no_grad():
+                z, k_inv_sqrt = nystrom_basis(self.anchors, self.kernel_sigma)
+            self.nystrom_z, self.nystrom_k_inv_sqrt = z, k_inv_sqrt
+            self._nystrom_key = key
+        return self.nystrom_z, self.nystrom_k_inv_sqrt
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not mode and self.feature_map == 'nystrom':
+            self.nystrom_basis()  # cache now, outside any trace
+        return self
+
+    def features(self, x: torch.Tensor, basis=None) -> torch.Tensor:
         """(B, h, N, d) -> (B, h, N, a) kernel features."""
         if self.feature_map == 'nystrom':
-            return nystrom_features(x, self.anchors, self.kernel_sigma)
+            return nystrom_features(x, self.anchors, self.kernel_sigma,
+                                    basis=basis or self.nystrom_basis())
         return F.normalize(
             x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
 
@@ -115,7 +147,9 @@ class SeTAttention(BaseModule):
             pos_log = positional_log_penalty(
                 tok_pos, self.ref_pos.to(work),
                 self.pos_log_sigma.to(work).exp())
-        out = set_attention(self.features(q), self.features(k),
+        basis = self.nystrom_basis() if self.feature_map == 'nystrom' \
+            else None
+        out = set_attention(self.features(q, basis), self.features(k, basis),
                             self.attn_drop(v), self.refs, self.ot_eps,
                             self.num_iters, pos_log, mask,
                             sinkhorn=self.sinkhorn)

@@ -60,6 +60,9 @@ class SASAResNet(EffAttnBackbone):
         kernel_size, num_heads, border: of every SASA layer (7, 8, 'zero').
         attn_scale (float | str, optional): logit scale of every SASA layer;
             None (paper) or ``'head_dim'`` (1/sqrt(d)).
+        impl (str): op implementation of every SASA layer: ``'auto'`` (the
+            C++ kernel on CPU, the halo GEMMs on GPU), ``'cpp'`` or
+            ``'halo'``. Defaults to ``'auto'``.
         out_indices (Sequence[int]): stages to output. Defaults to (3, ).
         frozen_stages (int): stages (and stem, for >=0) to freeze; -1: none.
         norm_eval (bool): keep BN layers in eval mode while training.
@@ -80,6 +83,7 @@ class SASAResNet(EffAttnBackbone):
                  num_heads: int = 8,
                  border: str = 'zero',
                  attn_scale: Union[float, str, None] = None,
+                 impl: str = 'auto',
                  stem_heads: int = 4,
                  stem_mixtures: int = 4,
                  out_indices: Sequence[int] = (3, ),
@@ -105,6 +109,7 @@ class SASAResNet(EffAttnBackbone):
         if any(i not in range(4) for i in out_indices):
             raise ValueError(f'out_indices {out_indices} out of range(4)')
         self.depth, self.out_indices = depth, out_indices
+        self.in_channels = in_channels
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
         if stem == 'attention':
             self.stem = AttentionStem(in_channels, base_channels, stem_heads,
@@ -114,8 +119,11 @@ class SASAResNet(EffAttnBackbone):
                 nn.Conv2d(in_channels, base_channels, 7, 2, 3, bias=False),
                 build_norm_layer(norm_cfg, base_channels)[1],
                 nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        if impl not in ('auto', 'cpp', 'halo'):
+            raise ValueError(
+                f"impl must be 'auto', 'cpp' or 'halo', got {impl!r}")
         attn_cfg = dict(kernel_size=kernel_size, num_heads=num_heads,
-                        border=border, scale=attn_scale)
+                        border=border, scale=attn_scale, impl=impl)
         self.res_layers = []
         in_ch = base_channels
         for i, num_blocks in enumerate(self.arch_settings[depth]):
@@ -143,6 +151,7 @@ class SASAResNet(EffAttnBackbone):
                               for i in range(1, self.frozen_stages + 1)]
 
     def forward(self, x):
+        self.check_input(x)
         x = self.stem(x)
         outs = []
         for i, name in enumerate(self.res_layers):

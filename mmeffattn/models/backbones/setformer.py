@@ -1,4 +1,5 @@
 """SeTformer: a hierarchical vision transformer with SeT attention."""
+import re
 from typing import Sequence, Union
 
 import torch
@@ -126,6 +127,7 @@ class SeTformer(EffAttnBackbone):
         out_indices = tuple(i % 4 for i in out_indices)
         self.out_indices, self.frozen_stages = out_indices, frozen_stages
         self.norm_eval = norm_eval
+        self.in_channels = in_channels
         dims = [arch['embed_dims'] * 2**i for i in range(4)]
         self.num_features = dims
         self.stem = nn.Sequential(
@@ -147,10 +149,11 @@ class SeTformer(EffAttnBackbone):
             if i < 3:
                 self.downsamples.append(
                     ConvDownsample(dims[i], dims[i + 1], norm_cfg))
-        # one output norm per stage whatever out_indices is, so that a
-        # classification checkpoint (out_indices=(3,)) initialises a dense
-        # predictor's backbone (out_indices=(0,1,2,3)) with no missing keys
-        for i in range(4):
+        # output norms only for the stages that are output (as mmpretrain's
+        # Swin): a norm whose output feeds no loss would have no gradient,
+        # which DDP rejects. A dense predictor's extra output norms start
+        # fresh when it loads a classifier (see pretrained_missing_ok).
+        for i in out_indices:
             self.add_module(f'norm{i}', build_norm_layer(norm_cfg, dims[i])[1])
         self._freeze_stages()
 
@@ -166,12 +169,29 @@ class SeTformer(EffAttnBackbone):
     def _frozen_modules(self):
         modules = [self.stem, self.stem_norm]
         for i in range(self.frozen_stages + 1):
-            modules += [self.stages[i], getattr(self, f'norm{i}')]
+            modules.append(self.stages[i])
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
             if i < 3:
                 modules.append(self.downsamples[i])
         return modules
 
+    def pretrained_missing_ok(self, key: str) -> bool:
+        """Output norms may be missing from a classifier's checkpoint (it
+        has ``norm3`` only); they start from the norm's default init."""
+        return re.match(r'norm[0-3]\.', key) is not None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Key map of checkpoints written before v0.2 (norm0-norm3 always):
+        # the norms of stages that are not output are dropped.
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            m = re.match(r'norm([0-3])\.', key[len(prefix):])
+            if m and int(m.group(1)) not in self.out_indices:
+                state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x):
+        self.check_input(x)
         x = self.stem(x)
         hw_shape = tuple(x.shape[2:])
         x = self.stem_norm(x.flatten(2).transpose(1, 2))

@@ -1,0 +1,67 @@
+"""Per-GPU training memory of configs, measured on the CPU.
+
+Activations saved for backward (per image and fixed), weights, gradients,
+optimizer state and EMA copies, at the config's training input size and
+per-GPU batch size; see mmeffattn/utils/memory.py for what is counted.
+
+  python tools/analysis_tools/get_memory.py CONFIG [CONFIG ...]
+      [--shape H W] [--batch-size N] [--limit-gib 70] [--json OUT]
+
+Exits 1 when a config's estimate exceeds ``--limit-gib``.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+import mmeffattn  # noqa: E402,F401
+from mmeffattn.utils.memory import training_memory  # noqa: E402
+
+COLUMNS = ('config', 'input', 'batch/GPU', 'act/img (MiB)',
+           'weights+grads+opt (MiB)', 'total (GiB)')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('configs', nargs='+')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
+    parser.add_argument('--batch-size', type=int,
+                        help='images per GPU (default: the config\'s)')
+    parser.add_argument('--limit-gib', type=float, default=70.0)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--json', help='write the results to this file')
+    args = parser.parse_args(argv)
+    rows, over = [], []
+    print('| ' + ' | '.join(COLUMNS) + ' |')
+    print('|' + '---|' * len(COLUMNS))
+    for path in args.configs:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'config file {path} does not exist')
+        cfg = Config.fromfile(path)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        res = training_memory(cfg, args.shape, args.batch_size)
+        res['config'] = osp.splitext(osp.basename(path))[0]
+        rows.append(res)
+        print(f"| {res['config']} | {res['shape'][0]}x{res['shape'][1]} | "
+              f"{res['batch_per_gpu']} | {res['act_per_image_mib']:.0f} | "
+              f"{res['state_mib']:.0f} | {res['total_gib']:.1f} |",
+              flush=True)
+        if res['total_gib'] > args.limit_gib:
+            over.append(res['config'])
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+    if over:
+        print(f'over {args.limit_gib} GiB per GPU: {", ".join(over)}',
+              file=sys.stderr)
+        sys.exit(1)
+    return rows
+
+
+if __name__ == '__main__':
+    main()

@@ -32,7 +32,8 @@ if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} $PIP install $C --no-build-isolation mmcv==2.1.0
 fi
 echo "[setup] toolboxes"
-$PIP install -q $C -r requirements/toolboxes.txt -r requirements/tests.txt
+$PIP install -q $C -r requirements/toolboxes.txt -r requirements/tests.txt \
+  -r requirements/optional.txt
 echo "[setup] mmeffattn (editable)"
 $PIP install -q $C --no-build-isolation --no-deps -e .
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmeffattn, torch; print('[setup] ok: torch', torch.__version__, 'mmcv', mmcv.__version__)"

@@ -72,13 +72,20 @@ def _enable_visualization(cfg, args):
     vis.wait_time = args.wait_time
 
 
-def _check_tta(cfg, config: str) -> None:
+def _check_tta(cfg, args) -> None:
     """Refuse the TTA combinations the toolboxes cannot run, in one line."""
-    if cfg.tta_model.get('type') == 'DetTTAModel' and cfg.model.get(
-            'roi_head', {}).get('mask_head'):
+    config, scope = args.config, cfg.get('default_scope')
+    if scope == 'mmdet' and cfg.model.get('roi_head', {}).get('mask_head'):
         raise RuntimeError(
             f'--tta: {config} predicts instance masks, and mmdet 3.3\'s '
             'DetTTAModel merges boxes only; test without --tta')
+    if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+        raise RuntimeError(f'--tta: {config} defines no tta_model '
+                           'and tta_pipeline')
+    if scope == 'mmpretrain' and (args.show or args.show_dir):
+        raise RuntimeError(
+            '--tta with --show/--show-dir: mmpretrain\'s VisualizationHook '
+            'cannot draw augmented batches; run them separately')
 
     def transforms(pipeline):
         for t in pipeline:
@@ -103,10 +110,7 @@ def build_cfg(args) -> Config:
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
     if args.tta:
-        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise RuntimeError(f'--tta: {args.config} defines no tta_model '
-                               'and tta_pipeline')
-        _check_tta(cfg, args.config)
+        _check_tta(cfg, args)
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     return cfg

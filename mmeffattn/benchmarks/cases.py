@@ -58,17 +58,24 @@ def run(case):
     x.requires_grad_(True)
     base, peak0 = rss_mib(), peak_rss_mib()
 
+    autocast = case.get('dtype', 'fp32') != 'fp32'
+
     def fwd_bwd():
-        out = layer(x)
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        out.float().sum().backward()
+        # mixed precision as AmpOptimWrapper: forward in autocast, backward
+        # outside it
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+            out = layer(x)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            loss = out.float().sum()
+        loss.backward()
 
     fwd_bwd()
     peak = peak_rss_mib()
     layer.zero_grad(set_to_none=True)
 
     def fwd():
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16,
+                                             enabled=autocast):
             layer(x)
 
     reps = case.get('repeat', 3)

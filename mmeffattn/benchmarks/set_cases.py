@@ -47,7 +47,15 @@ def build_backbone_case(case):
     if case['impl'] == 'setformer-t':
         from mmeffattn.models import SeTformer
         model = SeTformer('tiny', drop_path_rate=0.0)
+    elif case['impl'] == 'sasa-r50':
+        from mmeffattn.models import SASAResNet
+        model = SASAResNet(50)
+    elif case['impl'] == 'resnet-50':
+        from mmpretrain.models import ResNet
+        model = ResNet(50)
     else:
         from mmpretrain.models import SwinTransformer
         model = SwinTransformer('tiny', drop_path_rate=0.0)
+    model.init_weights()
+    model.train()
     return model, torch.randn(case['B'], 3, case['H'], case['W'])

@@ -32,7 +32,8 @@ Mixed precision: the op picks its compute dtype itself, whatever autocast
 says, so that a backward outside autocast (mmengine's ``AmpOptimWrapper``)
 recomputes exactly what the forward did. The C++ kernel computes in fp32
 (fp64 for fp64 inputs): fp16/bf16 inputs are cast to fp32 and the output back
-to the input dtype. The halo path computes in q's dtype with an fp32 softmax.
+to the input dtype. The halo path computes in q's dtype with a softmax in at
+least fp32.
 """
 from typing import Optional, Tuple
 
@@ -142,7 +143,8 @@ def local_attention2d_forward(q, k, v, rel_row, rel_col, kernel_size: int,
     mask = _block_mask(block, kernel_size, height, width, n_h, n_w, border,
                        q.dtype, q.device)
     logits = qb @ kb.transpose(-1, -2) + rel + mask
-    attn = logits.softmax(-1, dtype=torch.float32).to(q.dtype)
+    attn = logits.softmax(-1, dtype=torch.promote_types(
+        q.dtype, torch.float32)).to(q.dtype)
     out = attn @ vb  # (B,h,n,b^2,d)
     out = out.reshape(bsz, heads, n_h, n_w, block, block, d)
     out = out.permute(0, 1, 2, 4, 3, 5, 6).reshape(bsz, heads, n_h * block,

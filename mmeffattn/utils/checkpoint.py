@@ -66,6 +66,16 @@ def _is_trusted(path: str) -> bool:
     return osp.commonpath([osp.realpath(path), root]) == root
 
 
+def _reason(exc: Exception) -> str:
+    """One line of an unpickling error, without torch's boilerplate."""
+    text = str(exc)
+    if 'WeightsUnpickler error:' in text:
+        text = text.split('WeightsUnpickler error:', 1)[1]
+        text = text.split('Check the documentation', 1)[0]
+    text = ' '.join(text.split())
+    return text[:200] or type(exc).__name__
+
+
 def _is_torch_file(path: str) -> bool:
     """A zip archive (torch.save's format) or a legacy pickle stream."""
     if zipfile.is_zipfile(path):
@@ -94,10 +104,12 @@ def load_checkpoint_file(path: str, map_location='cpu'):
             return torch.load(path, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as exc:
-        if 'Weights only load failed' not in str(exc):
+        # a pickle that names a global outside the allow-list is
+        # "not weights-only"; any other unpickling error is a broken file
+        if 'GLOBAL' not in str(exc):
             raise CheckpointError(
-                f'corrupt or not a PyTorch checkpoint: {path} ({exc})'
-            ) from exc
+                f'corrupt or not a PyTorch checkpoint: {path} '
+                f'({_reason(exc)})') from exc
         if _is_trusted(path):
             return torch.load(path, map_location=map_location,
                               weights_only=False)
@@ -111,7 +123,8 @@ def load_checkpoint_file(path: str, map_location='cpu'):
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             KeyError, IndexError, TypeError) as exc:
         raise CheckpointError(
-            f'corrupt or not a PyTorch checkpoint: {path} ({exc})') from exc
+            f'corrupt or not a PyTorch checkpoint: {path} ({_reason(exc)})'
+        ) from exc
 
 
 def _load_from_local(filename, map_location):

@@ -34,8 +34,11 @@ def _classifier_and_batch(config, backbone_opts, cwd):
     name = osp.splitext(osp.basename(config))[0]
     ckpt, = glob.glob(osp.join(REPO, 'checkpoints', 'demo', f'{name}_*.pth'))
     model.load_state_dict(load_checkpoint_file(ckpt)['state_dict'])
-    loader = dict(cfg.train_dataloader, batch_size=32, num_workers=0,
-                  persistent_workers=False)
+    # a fixed batch of 128: over batches of the full demo data the SASA
+    # cosines range 0.993-0.997 (0.990-0.997 with 32 images)
+    loader = dict(cfg.train_dataloader, batch_size=128, num_workers=0,
+                  persistent_workers=False,
+                  sampler=dict(type='DefaultSampler', shuffle=True, seed=0))
     cwd_before = os.getcwd()
     os.chdir(cwd)
     try:

@@ -5,6 +5,9 @@ Suites:
         same width (B=8, C=128, 56x56, k=7, 8 heads) + sweeps over k and size.
   set:  SeT attention vs global softmax attention (torch SDPA) at N = 196,
         784, 3136, 12544 tokens, and whole-backbone throughput.
+  amp:  a backbone training step (B=8, 224x224) in fp32 and in bf16
+        autocast (forward in autocast, backward outside), SASA-R50 and
+        SeTformer-T, with mmpretrain's ResNet-50 for reference.
 
 Each case runs in a fresh process (clean peak-memory reading). Prints a table,
 writes ``<out-dir>/<suite>.json`` and ``<out-dir>/<suite>.png``.
@@ -58,6 +61,17 @@ def set_cases(quick: bool):
     return cases
 
 
+def amp_cases(quick: bool):
+    size, bsz = (112, 2) if quick else (224, 8)
+    return [dict(kind='backbone', impl=arch, dtype=dtype, B=bsz, H=size,
+                 W=size, group='amp', repeat=3)
+            for arch in ('sasa-r50', 'setformer-t', 'resnet-50')
+            for dtype in ('fp32', 'bf16')]
+
+
+SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases)
+
+
 def fmt(v):
     return f'{v:9.1f}' if isinstance(v, float) else f'{v!s:>9}'
 
@@ -78,6 +92,8 @@ def plot(rows, suite, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     ok = [r for r in rows if 'error' not in r]
+    if suite == 'amp':
+        return
     if suite == 'sasa':
         panels = [('sweep_k', 'k'), ('sweep_size', 'H')]
     else:
@@ -109,28 +125,28 @@ def plot(rows, suite, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--suite', choices=['sasa', 'set', 'all'],
+    parser.add_argument('--suite', choices=sorted(SUITES) + ['all'],
                         default='all')
     parser.add_argument('--out-dir', default='work_dirs/benchmarks')
     parser.add_argument('--quick', action='store_true',
                         help='small sizes (smoke test)')
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
-    suites = ['sasa', 'set'] if args.suite == 'all' else [args.suite]
+    suites = sorted(SUITES) if args.suite == 'all' else [args.suite]
     env = dict(torch=torch.__version__, threads=torch.get_num_threads(),
                cpu=platform.processor() or platform.machine(),
                cuda=torch.cuda.is_available(), command=' '.join(sys.argv))
     results = {}
     for suite in suites:
-        cases = sasa_cases(args.quick) if suite == 'sasa' else \
-            set_cases(args.quick)
+        cases = SUITES[suite](args.quick)
         rows = []
         for case in cases:
             rows.append(run_isolated(MODULE, case))
             print('.', end='', flush=True)
         print()
         keys = ['group', 'impl', 'B', 'C', 'H', 'W'] + (
-            ['k'] if suite == 'sasa' else [])
+            ['k'] if suite == 'sasa' else []) + (
+            ['dtype'] if suite == 'amp' else [])
         print_table(rows, keys)
         with open(osp.join(args.out_dir, f'{suite}.json'), 'w') as f:
             json.dump(dict(env=env, rows=rows), f, indent=1)

@@ -1,10 +1,11 @@
 """Stateless tensor ops (no nn.Module, no registry)."""
 from .kernel_features import (gaussian_sphere_kernel, inverse_sqrt_psd,
                               nystrom_basis, nystrom_features)
-from .local_attention import (LocalAttention2dCpuFunction,
-                              LocalAttention2dFunction, local_attention2d,
+from .export import export_mode, is_exporting
+from .local_attention import (LocalAttention2dFunction, local_attention2d,
                               local_attention2d_flops,
                               local_attention2d_forward)
+from .local_attention_cpu_op import local_attention2d_cpu
 from .local_attention_unfold import local_attention2d_unfold
 from .set_attention import (grid_positions, positional_log_penalty,
                             set_attention)
@@ -12,7 +13,8 @@ from .sinkhorn import sinkhorn_log, sinkhorn_scaling
 
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
-           'LocalAttention2dFunction', 'LocalAttention2dCpuFunction',
+           'LocalAttention2dFunction', 'local_attention2d_cpu',
+           'export_mode', 'is_exporting',
            'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features', 'nystrom_basis',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
            'grid_positions', 'positional_log_penalty']

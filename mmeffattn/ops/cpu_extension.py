@@ -61,3 +61,13 @@ def load_cpu_extension():
                           f'local_attention2d ({exc!r}); using the slower '
                           'blocked-halo path')
     return _EXT
+
+
+def cpu_extension_available() -> bool:
+    """Whether the kernel runs here. Eager: builds or loads it. Under
+    torch.compile: whether it has not failed (the custom op loads it when it
+    first runs, outside the trace)."""
+    import torch
+    if torch.compiler.is_compiling():
+        return not _FAILED
+    return load_cpu_extension() is not None

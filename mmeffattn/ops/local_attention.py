@@ -16,7 +16,9 @@ Borders (the SASA paper is silent; see docs/sasa.md):
 
 Two implementations, same semantics (both tested against a brute-force loop):
 
-* ``'cpp'`` (CPU; the default there): a fused C++ kernel
+* ``'cpp'`` (CPU; the default there): a fused C++ kernel, registered as the
+  custom op ``mmeffattn::local_attention2d_cpu`` (torch.compile keeps it in
+  its graph),
   (``csrc/local_attention_cpu.cpp``, JIT-built) that walks each pixel's window
   once, saving only the attention weights ``heads * k^2 * HW`` for backward;
 * ``'halo'`` (any device/dtype; the default on GPU): "blocked halo GEMM",
@@ -27,6 +29,10 @@ Two implementations, same semantics (both tested against a brute-force loop):
 
 Neither materialises the ``C * k^2 * HW`` unfolded keys/values of the naive
 implementation (:func:`local_attention2d_unfold`).
+
+Export (:func:`~mmeffattn.ops.export.export_mode`, legacy ONNX export): the
+blocked forward as plain torch ops, neither the kernel nor an autograd
+function.
 
 Mixed precision: the op picks its compute dtype itself, whatever autocast
 says, so that a backward outside autocast (mmengine's ``AmpOptimWrapper``)
@@ -39,6 +45,9 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from .export import is_exporting
+from .local_attention_cpu_op import local_attention2d_cpu
 
 BORDERS = ('zero', 'mask')
 
@@ -154,35 +163,6 @@ def local_attention2d_forward(q, k, v, rel_row, rel_col, kernel_size: int,
     return out
 
 
-class LocalAttention2dCpuFunction(torch.autograd.Function):
-    """Fused CPU kernel; saves q, k, v and the attention weights.
-
-    Shows in a traced graph as ``prim::PythonOp.LocalAttention2dCpuFunction``.
-    Queries arrive scaled.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, rel_row, rel_col, kernel_size, border):
-        # q, k, v: (B*heads, H, W, d) contiguous; reshapes happen outside so
-        # that the output is no view (it may be modified in place later)
-        from .cpu_extension import load_cpu_extension
-        with _no_autocast(q):
-            out, attn = load_cpu_extension().forward(q, k, v, rel_row,
-                                                     rel_col, kernel_size,
-                                                     border == 'mask')
-        ctx.kernel_size = kernel_size
-        ctx.save_for_backward(q, k, v, rel_row, rel_col, attn)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        from .cpu_extension import load_cpu_extension
-        q, k, v, rel_row, rel_col, attn = ctx.saved_tensors
-        grads = load_cpu_extension().backward(grad_out, q, k, v, rel_row,
-                                              rel_col, attn, ctx.kernel_size)
-        return tuple(grads) + (None, None)
-
-
 def _no_autocast(t: torch.Tensor):
     return torch.autocast(t.device.type, enabled=False)
 
@@ -192,8 +172,8 @@ def _use_cpp(q: torch.Tensor, impl: str) -> bool:
         return False
     ok = q.device.type == 'cpu' and q.is_floating_point()
     if ok:
-        from .cpu_extension import load_cpu_extension
-        ok = load_cpu_extension() is not None
+        from .cpu_extension import cpu_extension_available
+        ok = cpu_extension_available()
     if impl == 'cpp' and not ok:
         raise RuntimeError('impl="cpp" needs a CPU floating-point input and '
                            'the compiled CPU kernel')
@@ -257,6 +237,13 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if impl not in ('auto', 'cpp', 'halo'):
         raise ValueError(f"impl must be 'auto', 'cpp' or 'halo', got {impl!r}")
     out_dtype = q.dtype
+    if is_exporting():  # plain torch ops only: the blocked forward
+        with _no_autocast(q):
+            k, v, rel_row, rel_col = (t.to(q.dtype) for t in (
+                k, v, rel_row, rel_col))
+            return local_attention2d_forward(q, k, v, rel_row, rel_col,
+                                             kernel_size, border, scale,
+                                             block_size)
     if _use_cpp(q, impl):
         # the kernel computes in fp32 (fp64 for fp64 inputs)
         compute = torch.float64 if q.dtype == torch.float64 else torch.float32
@@ -266,9 +253,9 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             if scale is not None:
                 q = q * scale
             flat = (-1, ) + tuple(q.shape[2:])
-            out = LocalAttention2dCpuFunction.apply(
+            out, _ = local_attention2d_cpu(
                 *(t.reshape(flat).contiguous() for t in (q, k, v)), rel_row,
-                rel_col, kernel_size, border)
+                rel_col, kernel_size, border == 'mask')
             return out.view(q.shape).to(out_dtype)
     with _no_autocast(q):  # one compute dtype: q's
         k, v, rel_row, rel_col = (t.to(q.dtype) for t in (k, v, rel_row,

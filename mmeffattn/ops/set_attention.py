@@ -32,7 +32,8 @@ def grid_positions(height: int, width: int, device=None,
 def positional_log_penalty(token_pos: torch.Tensor, ref_pos: torch.Tensor,
                            sigma: torch.Tensor) -> torch.Tensor:
     """``-|p_i - p_j|^2 / (2 sigma_h^2)``: (N, 2), (m, 2), (h,) -> (h, N, m)."""
-    dist2 = torch.cdist(token_pos, ref_pos).pow(2)
+    # (N, m, 2) differences: exact, exportable (cdist is not), N*m*2 small
+    dist2 = (token_pos[:, None] - ref_pos[None]).square().sum(-1)
     return -dist2[None] / (2 * sigma[:, None, None]**2)
 
 

@@ -35,7 +35,7 @@ def local_attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 EXTRA_HANDLES = {
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'prim::PythonOp.LocalAttention2dFunction': local_attention_flop_jit,
-    'prim::PythonOp.LocalAttention2dCpuFunction': local_attention_flop_jit,
+    'mmeffattn::local_attention2d_cpu': local_attention_flop_jit,
 }
 
 

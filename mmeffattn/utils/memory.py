@@ -166,8 +166,7 @@ def training_memory(cfg, shape: Optional[Tuple[int, int]] = None,
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
     height, width = shape or config_input_shape(cfg, 'train')
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = MODELS.build(cfg.model)  # no init_weights: no pretrained file
     model.train()
     torch.manual_seed(0)
     act = []

@@ -7,8 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from mmeffattn.ops import (grid_positions, nystrom_basis, nystrom_features,
-                           positional_log_penalty, set_attention)
+from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
+                           nystrom_features, positional_log_penalty,
+                           set_attention)
 from mmeffattn.registry import MODELS
 
 FEATURE_MAPS = ('nystrom', 'linear')
@@ -108,6 +109,9 @@ class SeTAttention(BaseModule):
         """
         if self.training:
             return nystrom_basis(self.anchors, self.kernel_sigma)
+        if self.nystrom_z is not None and (torch.compiler.is_compiling()
+                                           or is_exporting()):
+            return self.nystrom_z, self.nystrom_k_inv_sqrt  # set by eval()
         key = (self.anchors._version, self.anchors.data_ptr(),
                self.anchors.dtype, self.anchors.device)
         if self.nystrom_z is None or self._nystrom_key != key:

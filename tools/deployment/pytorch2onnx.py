@@ -1,0 +1,142 @@
+"""Export a config's model to ONNX and check it in onnxruntime.
+
+What is exported: a classifier whole (image -> class scores), a detector's
+or segmentor's feature extractor (image -> backbone [+ neck] feature maps).
+The ops take their exportable paths (mmeffattn.ops.export_mode); the
+reference is the model's ordinary eager output (C++ kernel and all), so an
+export that computes something else cannot pass: the tool exits 1 unless
+every output agrees within ``--atol`` times the output scale
+(max(1, max |output|)).
+
+  python tools/deployment/pytorch2onnx.py CONFIG CKPT --shape H W
+      [--dynamic] [--out model.onnx] [--opset 18] [--atol 1e-4]
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+
+class ExportError(RuntimeError):
+    """The ONNX model does not compute what the PyTorch model does."""
+
+
+class FeatureModel(nn.Module):
+    """``(B, 3, H, W)`` -> the model's tensor outputs, as a tuple."""
+
+    def __init__(self, model, scope: str):
+        super().__init__()
+        self.model, self.scope = model, scope
+
+    def forward(self, x):
+        if self.scope == 'mmpretrain':
+            out = self.model(x, mode='tensor')
+        else:
+            out = self.model.extract_feat(x)
+        return tuple(out) if isinstance(out, (list, tuple)) else (out, )
+
+
+def build_model(config: str, checkpoint: str = None, cfg_options=None):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    import mmeffattn  # noqa: F401
+    from mmeffattn.utils import load_checkpoint_file
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file {config} does not exist')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope', 'mmpretrain')
+    init_default_scope(scope)
+    model = MODELS.build(cfg.model)
+    if checkpoint:
+        ckpt = load_checkpoint_file(checkpoint)
+        model.load_state_dict(ckpt.get('state_dict', ckpt))
+    else:
+        model.init_weights()
+    return FeatureModel(model, scope).eval()
+
+
+def export(model: nn.Module, x: torch.Tensor, out: str, dynamic: bool,
+           opset: int) -> None:
+    from mmeffattn.ops import export_mode
+    kwargs = dict(input_names=['input'], opset_version=opset, dynamo=True)
+    if dynamic:
+        batch = torch.export.Dim('batch', min=1, max=64)
+        kwargs['dynamic_shapes'] = ({0: batch}, )
+    with torch.no_grad(), export_mode():
+        program = torch.onnx.export(model, (x, ), **kwargs)
+    program.save(out)
+
+
+def check_onnx(path: str, x: torch.Tensor, refs, atol: float = 1e-4):
+    """Max abs differences of onnxruntime's outputs from ``refs``; raises
+    :class:`ExportError` when one exceeds ``atol * max(1, max |ref|)``."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+    outs = session.run(None, {name: x.numpy()})
+    if len(outs) != len(refs):
+        raise ExportError(f'{path}: {len(outs)} outputs, PyTorch has '
+                          f'{len(refs)}')
+    diffs = []
+    for i, (got, ref) in enumerate(zip(outs, refs)):
+        ref = ref.numpy()
+        if got.shape != ref.shape:
+            raise ExportError(f'{path}: output {i} has shape {got.shape}, '
+                              f'PyTorch {ref.shape}')
+        diff = float(np.abs(got - ref).max())
+        scale = max(1.0, float(np.abs(ref).max()))
+        diffs.append((diff, scale))
+        if not diff <= atol * scale:
+            raise ExportError(
+                f'{path}: output {i} differs from PyTorch by {diff:.3g} '
+                f'(allowed {atol:g} x scale {scale:.3g}); the export is '
+                'wrong')
+    return diffs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='weights (default: the init of the config)')
+    parser.add_argument('--shape', type=int, nargs=2, required=True,
+                        metavar=('H', 'W'))
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--dynamic', action='store_true',
+                        help='dynamic batch dimension')
+    parser.add_argument('--out', help='ONNX file (default: work_dirs/'
+                        '<config>.onnx)')
+    parser.add_argument('--opset', type=int, default=18)
+    parser.add_argument('--atol', type=float, default=1e-4)
+    args = parser.parse_args(argv)
+    model = build_model(args.config, args.checkpoint)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch_size, 3, *args.shape)
+    with torch.no_grad():
+        refs = model(x)  # the eager model, not the export path
+    out = args.out or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0] + '.onnx')
+    if osp.dirname(out):
+        import os
+        os.makedirs(osp.dirname(out), exist_ok=True)
+    export(model, x, out, args.dynamic, args.opset)
+    try:
+        diffs = check_onnx(out, x, refs, args.atol)
+    except ExportError as exc:
+        print(f'FAILED: {exc}', file=sys.stderr)
+        sys.exit(1)
+    for i, (diff, scale) in enumerate(diffs):
+        print(f'output {i}: max abs diff {diff:.3g} (scale {scale:.3g})')
+    print(f'onnxruntime matches PyTorch: {out}')
+    return diffs
+
+
+if __name__ == '__main__':
+    main()

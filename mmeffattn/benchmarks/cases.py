@@ -4,6 +4,7 @@ Prints one JSON line: fwd and fwd+bwd median ms and the fwd+bwd peak memory.
 """
 import argparse
 import json
+import time
 
 import torch
 import torch.nn as nn
@@ -55,6 +56,24 @@ def run(case):
     torch.manual_seed(0)
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     layer, x = build(case)
+    if case.get('eval'):
+        layer.eval()
+    if case.get('nystrom_cache') is False:  # the per-forward eigh of v0.1
+        from mmeffattn.models import SeTAttention
+        from mmeffattn.ops import nystrom_basis
+        SeTAttention.nystrom_basis = lambda self: nystrom_basis(
+            self.anchors, self.kernel_sigma)
+    if case.get('compile'):
+        layer = torch.compile(layer)
+    if case.get('fwd_only'):
+        def fwd_only():
+            with torch.no_grad():
+                layer(x)
+        start = time.perf_counter()
+        fwd_only()  # compiles
+        first = (time.perf_counter() - start) * 1e3
+        return dict(case, fwd_ms=time_fn(fwd_only, 1, case.get('repeat', 3)),
+                    first_call_ms=first)
     x.requires_grad_(True)
     base, peak0 = rss_mib(), peak_rss_mib()
 

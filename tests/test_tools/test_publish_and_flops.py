@@ -130,3 +130,36 @@ def test_detection_config_finds_freshly_published_classifier(tmp_path,
         changed = [k for k in src if k in after and after[k].is_floating_point()
                    and not torch.equal(after[k], before[k])]
         assert len(changed) > len(src) // 2
+
+
+def test_get_memory_reports_and_enforces_the_limit(tmp_path):
+    tool = osp.join(TOOLS, 'analysis_tools', 'get_memory.py')
+    out = run_tool([tool, CLS_CFG, '--shape', '32', '32', '--json',
+                    str(tmp_path / 'm.json')],
+                   str(tmp_path))
+    import json
+    row, = json.load(open(tmp_path / 'm.json'))
+    assert row['shape'] == [32, 32] and row['batch_per_gpu'] == 64
+    assert row['act_per_image_mib'] > 0 and row['state_mib'] > 0
+    assert 'sasa-r26-demo_1xb64-20e_digits | 32x32 | 64 |' in out.stdout
+    over = run_tool([tool, CLS_CFG, '--shape', '32', '32', '--limit-gib',
+                     '1e-6'], str(tmp_path),
+                    check=False)
+    assert over.returncode == 1 and 'over 1e-06 GiB' in over.stderr
+
+
+def test_saved_activation_bytes_counts_what_backward_keeps():
+    from mmeffattn.utils.memory import saved_activation_bytes
+
+    class Net(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x, mode='loss'):
+            return dict(loss=torch.relu(self.fc(x)).sum())
+
+    # Linear saves its input (4*8 floats), ReLU its output (4*8 floats)
+    assert saved_activation_bytes(Net(), dict(x=torch.randn(4, 8))) == \
+        2 * 4 * 8 * 4

@@ -5,6 +5,8 @@ Suites:
         same width (B=8, C=128, 56x56, k=7, 8 heads) + sweeps over k and size.
   set:  SeT attention vs global softmax attention (torch SDPA) at N = 196,
         784, 3136, 12544 tokens, and whole-backbone throughput.
+  deploy: eval forward, eager vs torch.compile, and SeT's cached Nystrom
+        normalisation vs a per-forward eigendecomposition.
   amp:  a backbone training step (B=8, 224x224) in fp32 and in bf16
         autocast (forward in autocast, backward outside), SASA-R50 and
         SeTformer-T, with mmpretrain's ResNet-50 for reference.
@@ -69,7 +71,20 @@ def amp_cases(quick: bool):
             for dtype in ('fp32', 'bf16')]
 
 
-SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases)
+def deploy_cases(quick: bool):
+    """Eval forward: eager vs torch.compile (inductor); SeT's cached Nystrom
+    normalisation vs the per-forward eigendecomposition it replaced."""
+    size, bsz = (112, 2) if quick else (224, 8)
+    base = dict(kind='backbone', B=bsz, H=size, W=size, group='deploy',
+                eval=True, fwd_only=True, repeat=5)
+    cases = [dict(base, impl=arch, compile=c)
+             for arch in ('sasa-r50', 'setformer-t') for c in (False, True)]
+    cases.append(dict(base, impl='setformer-t', nystrom_cache=False))
+    return cases
+
+
+SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases,
+              deploy=deploy_cases)
 
 
 def fmt(v):
@@ -77,7 +92,8 @@ def fmt(v):
 
 
 def print_table(rows, keys):
-    cols = keys + ['fwd_ms', 'fwdbwd_ms', 'peak_mib']
+    cols = keys + ['fwd_ms', 'fwdbwd_ms', 'peak_mib'] + (
+        ['first_call_ms'] if any('first_call_ms' in r for r in rows) else [])
     print(' | '.join(f'{c:>9}' for c in cols))
     for r in rows:
         if 'error' in r:
@@ -92,7 +108,7 @@ def plot(rows, suite, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     ok = [r for r in rows if 'error' not in r]
-    if suite == 'amp':
+    if suite in ('amp', 'deploy'):
         return
     if suite == 'sasa':
         panels = [('sweep_k', 'k'), ('sweep_size', 'H')]
@@ -146,7 +162,8 @@ def main(argv=None):
         print()
         keys = ['group', 'impl', 'B', 'C', 'H', 'W'] + (
             ['k'] if suite == 'sasa' else []) + (
-            ['dtype'] if suite == 'amp' else [])
+            ['dtype'] if suite == 'amp' else []) + (
+            ['compile', 'nystrom_cache'] if suite == 'deploy' else [])
         print_table(rows, keys)
         with open(osp.join(args.out_dir, f'{suite}.json'), 'w') as f:
             json.dump(dict(env=env, rows=rows), f, indent=1)

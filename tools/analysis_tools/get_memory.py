@@ -25,6 +25,35 @@ COLUMNS = ('config', 'input', 'batch/GPU', 'act/img (MiB)',
            'weights+grads+opt (MiB)', 'total (GiB)')
 
 
+def measure(path: str, args, isolated: bool) -> dict:
+    """One config's figures; in a child process when several configs are
+    measured (a fresh allocator each: 20 full-size models in one process
+    outgrow 24 GiB)."""
+    if isolated:
+        import subprocess
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            out = osp.join(tmp, 'res.json')
+            cmd = [sys.executable, __file__, path, '--json', out,
+                   '--limit-gib', '1e9']
+            if args.shape:
+                cmd += ['--shape', *map(str, args.shape)]
+            if args.batch_size:
+                cmd += ['--batch-size', str(args.batch_size)]
+            if args.cfg_options:
+                cmd += ['--cfg-options'] + [
+                    f'{k}={v}' for k, v in args.cfg_options.items()]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            with open(out) as f:
+                return json.load(f)[0]
+    cfg = Config.fromfile(path)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    res = training_memory(cfg, args.shape, args.batch_size)
+    res['config'] = osp.splitext(osp.basename(path))[0]
+    return res
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('configs', nargs='+')
@@ -36,16 +65,13 @@ def main(argv=None):
     parser.add_argument('--json', help='write the results to this file')
     args = parser.parse_args(argv)
     rows, over = [], []
-    print('| ' + ' | '.join(COLUMNS) + ' |')
-    print('|' + '---|' * len(COLUMNS))
     for path in args.configs:
         if not osp.isfile(path):
             raise FileNotFoundError(f'config file {path} does not exist')
-        cfg = Config.fromfile(path)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
-        res = training_memory(cfg, args.shape, args.batch_size)
-        res['config'] = osp.splitext(osp.basename(path))[0]
+    print('| ' + ' | '.join(COLUMNS) + ' |')
+    print('|' + '---|' * len(COLUMNS))
+    for path in args.configs:
+        res = measure(path, args, isolated=len(args.configs) > 1)
         rows.append(res)
         print(f"| {res['config']} | {res['shape'][0]}x{res['shape'][1]} | "
               f"{res['batch_per_gpu']} | {res['act_per_image_mib']:.0f} | "

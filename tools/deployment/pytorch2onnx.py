@@ -10,6 +10,7 @@ every output agrees within ``--atol`` times the output scale
 
   python tools/deployment/pytorch2onnx.py CONFIG CKPT --shape H W
       [--dynamic] [--out model.onnx] [--opset 18] [--atol 1e-4]
+      [--cfg-options k=v ...]
 """
 import argparse
 import os.path as osp
@@ -20,6 +21,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 
 class ExportError(RuntimeError):
@@ -115,8 +117,9 @@ def main(argv=None):
                         '<config>.onnx)')
     parser.add_argument('--opset', type=int, default=18)
     parser.add_argument('--atol', type=float, default=1e-4)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    model = build_model(args.config, args.checkpoint)
+    model = build_model(args.config, args.checkpoint, args.cfg_options)
     torch.manual_seed(0)
     x = torch.randn(args.batch_size, 3, *args.shape)
     with torch.no_grad():

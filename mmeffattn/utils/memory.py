@@ -5,8 +5,9 @@ What a training step keeps on a GPU, by parts:
 * **activations**: every tensor autograd saves for backward in the forward
   pass of the config's own model on a synthetic batch of the training input
   size (counted through ``torch.autograd.graph.saved_tensors_hooks``, once
-  per storage, parameters excluded). Measured at batch 2 and 4: half the
-  difference is the cost per image, the rest is fixed;
+  per storage, parameters excluded). Measured at batch 1 and 2 (2 and 4
+  where train-mode BN needs 2 images): the difference per added image is
+  the cost per image, the rest is fixed;
 * **weights, gradients, optimizer state** (SGD momentum: 1 copy, Adam(W): 2)
   and one more copy for an ``EMAHook``, in the parameters' dtype.
 
@@ -146,6 +147,11 @@ def saved_activation_bytes(model, data: dict) -> int:
     return total
 
 
+def _saved(cfg, scope, model, bsz, height, width) -> int:
+    data = synthetic_batch(cfg, scope, model, bsz, height, width)
+    return saved_activation_bytes(model, data)
+
+
 def _optimizer_copies(cfg) -> int:
     opt = cfg.get('optim_wrapper', {}).get('optimizer', {})
     typ = str(opt.get('type', 'SGD')).lower()
@@ -169,12 +175,14 @@ def training_memory(cfg, shape: Optional[Tuple[int, int]] = None,
     model = MODELS.build(cfg.model)  # no init_weights: no pretrained file
     model.train()
     torch.manual_seed(0)
-    act = []
-    for bsz in (2, 4):  # not 1: train-mode BN of pooled 1x1 maps needs 2
-        data = synthetic_batch(cfg, scope, model, bsz, height, width)
-        act.append(saved_activation_bytes(model, data))
-    per_image = max(act[1] - act[0], 0) / 2
-    fixed_act = max(act[0] - 2 * per_image, 0)
+    try:
+        small, act = 1, [_saved(cfg, scope, model, b, height, width)
+                         for b in (1, 2)]
+    except ValueError:  # train-mode BN of pooled 1x1 maps needs 2 images
+        small, act = 2, [_saved(cfg, scope, model, b, height, width)
+                         for b in (2, 4)]
+    per_image = max(act[1] - act[0], 0) / small
+    fixed_act = max(act[0] - small * per_image, 0)
     param_bytes = sum(p.numel() * p.element_size()
                       for p in model.parameters())
     grad_bytes = sum(p.numel() * p.element_size()

@@ -166,13 +166,25 @@ def _has_ema(cfg) -> bool:
 
 
 def training_memory(cfg, shape: Optional[Tuple[int, int]] = None,
-                    batch_size: Optional[int] = None) -> dict:
-    """Per-GPU training memory of ``cfg`` (see the module docstring)."""
+                    batch_size: Optional[int] = None,
+                    downscale: int = 1) -> dict:
+    """Per-GPU training memory of ``cfg`` (see the module docstring).
+
+    ``downscale`` > 1 measures at ``1/downscale`` of the input edge and
+    scales the per-image activations by ``downscale**2``: exact for
+    convolutions and attention linear in the pixels (SASA, SeT), an
+    over-estimate for per-image work of fixed size (RoI heads); for inputs
+    whose full-size measurement does not fit the host's memory.
+    """
     from mmengine.registry import MODELS, init_default_scope
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
-    height, width = shape or config_input_shape(cfg, 'train')
-    model = MODELS.build(cfg.model)  # no init_weights: no pretrained file
+    full = shape or config_input_shape(cfg, 'train')
+    height, width = (-(-s // downscale) for s in full)
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') and 'data_preprocessor' not in model_cfg:
+        model_cfg.data_preprocessor = cfg.data_preprocessor  # as the Runner
+    model = MODELS.build(model_cfg)  # no init_weights: no pretrained file
     model.train()
     torch.manual_seed(0)
     try:
@@ -183,6 +195,7 @@ def training_memory(cfg, shape: Optional[Tuple[int, int]] = None,
                          for b in (2, 4)]
     per_image = max(act[1] - act[0], 0) / small
     fixed_act = max(act[0] - small * per_image, 0)
+    per_image *= downscale**2
     param_bytes = sum(p.numel() * p.element_size()
                       for p in model.parameters())
     grad_bytes = sum(p.numel() * p.element_size()
@@ -191,7 +204,8 @@ def training_memory(cfg, shape: Optional[Tuple[int, int]] = None,
     state_bytes = param_bytes + grad_bytes + copies * grad_bytes
     batch = batch_size or cfg.train_dataloader.batch_size
     total = state_bytes + fixed_act + batch * per_image
-    return dict(scope=scope, shape=(height, width), batch_per_gpu=batch,
+    return dict(scope=scope, shape=tuple(full), downscale=downscale,
+                batch_per_gpu=batch,
                 params=sum(p.numel() for p in model.parameters()),
                 act_per_image_mib=per_image / MIB,
                 act_fixed_mib=fixed_act / MIB,

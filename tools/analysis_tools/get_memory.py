@@ -40,6 +40,7 @@ def measure(path: str, args, isolated: bool) -> dict:
                 cmd += ['--shape', *map(str, args.shape)]
             if args.batch_size:
                 cmd += ['--batch-size', str(args.batch_size)]
+            cmd += ['--downscale', str(args.downscale)]
             if args.cfg_options:
                 cmd += ['--cfg-options'] + [
                     f'{k}={v}' for k, v in args.cfg_options.items()]
@@ -49,7 +50,7 @@ def measure(path: str, args, isolated: bool) -> dict:
     cfg = Config.fromfile(path)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    res = training_memory(cfg, args.shape, args.batch_size)
+    res = training_memory(cfg, args.shape, args.batch_size, args.downscale)
     res['config'] = osp.splitext(osp.basename(path))[0]
     return res
 
@@ -60,6 +61,10 @@ def main(argv=None):
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
     parser.add_argument('--batch-size', type=int,
                         help='images per GPU (default: the config\'s)')
+    parser.add_argument('--downscale', type=int, default=1,
+                        help='measure at 1/N of the input edge, scale the '
+                        'per-image activations by N^2 (inputs too large for '
+                        'the host\'s memory)')
     parser.add_argument('--limit-gib', type=float, default=70.0)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--json', help='write the results to this file')
@@ -73,7 +78,9 @@ def main(argv=None):
     for path in args.configs:
         res = measure(path, args, isolated=len(args.configs) > 1)
         rows.append(res)
-        print(f"| {res['config']} | {res['shape'][0]}x{res['shape'][1]} | "
+        scale = f" (/{res['downscale']})" if res['downscale'] > 1 else ''
+        print(f"| {res['config']} | {res['shape'][0]}x{res['shape'][1]}"
+              f"{scale} | "
               f"{res['batch_per_gpu']} | {res['act_per_image_mib']:.0f} | "
               f"{res['state_mib']:.0f} | {res['total_gib']:.1f} |",
               flush=True)

@@ -98,8 +98,13 @@ def test_demo_config_train_and_test(name, demo_cwd, tmp_path):
 def test_dist_train_and_test_match_single_process(demo_cwd, tmp_path):
     work = str(tmp_path / 'dist')
     env = dict(PORT='29611')
-    run_tool([osp.join(TOOLS, 'dist_train.sh'), CLS_CFG, '2', '--work-dir',
-              work, '--cfg-options', *EPOCH_OPTS], demo_cwd, env)
+    proc = run_tool([osp.join(TOOLS, 'dist_train.sh'), CLS_CFG, '2',
+                     '--work-dir', work, '--cfg-options', *EPOCH_OPTS,
+                     'train_dataloader.batch_size=16',
+                     'default_hooks.logger.interval=1'], demo_cwd, env)
+    # 128 digits / (2 x 16): 4 iterations, then the evaluation
+    assert re.search(r'Epoch\(train\)\s+\[1\]\[\s*4/4\]',
+                     proc.stdout + proc.stderr)
     ckpt = osp.join(work, 'epoch_1.pth')
     single = run_test(CLS_CFG, ckpt, work, demo_cwd)
     double = run_tool([osp.join(TOOLS, 'dist_test.sh'), CLS_CFG, ckpt, '2',

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One idempotent install of the pinned OpenMMLab stack + mmeffattn into ./.venv.
-# Fresh machine: ~25 min (torch download, mmcv build from source). Everything present: seconds.
+# Fresh machine: 20-40 min (torch download, mmcv build from source). Everything present: seconds.
 #   PYTHON=python3.11  VENV=.venv  bash scripts/setup_env.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2
   if command -v nvcc >/dev/null && "$VENV/bin/python" -c "import torch,sys; sys.exit(not torch.cuda.is_available())"; then
     export FORCE_CUDA=1
   fi
-  echo "[setup] mmcv 2.1.0 from source with ops (FORCE_CUDA=${FORCE_CUDA:-0}); ~13 min on 2 cores the first time"
+  echo "[setup] mmcv 2.1.0 from source with ops (FORCE_CUDA=${FORCE_CUDA:-0}); 10-25 min on 2 cores the first time"
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} $PIP install $C --no-build-isolation mmcv==2.1.0
 fi
 echo "[setup] toolboxes"

@@ -15,6 +15,7 @@ __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
            'LocalAttention2dFunction', 'local_attention2d_cpu',
            'export_mode', 'is_exporting',
-           'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features', 'nystrom_basis',
+           'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features',
+           'nystrom_basis',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
            'grid_positions', 'positional_log_penalty']

@@ -16,11 +16,11 @@ Borders (the SASA paper is silent; see docs/sasa.md):
 
 Two implementations, same semantics (both tested against a brute-force loop):
 
-* ``'cpp'`` (CPU; the default there): a fused C++ kernel, registered as the
-  custom op ``mmeffattn::local_attention2d_cpu`` (torch.compile keeps it in
-  its graph),
+* ``'cpp'`` (CPU; the default there): a fused C++ kernel
   (``csrc/local_attention_cpu.cpp``, JIT-built) that walks each pixel's window
   once, saving only the attention weights ``heads * k^2 * HW`` for backward;
+  registered as the custom op ``mmeffattn::local_attention2d_cpu``, so that
+  torch.compile keeps it in its graph;
 * ``'halo'`` (any device/dtype; the default on GPU): "blocked halo GEMM",
   HaloNet-style but exact SASA windows: queries are cut into ``b x b`` blocks,
   each block attends with two batched GEMMs to its ``(b + k - 1)^2`` halo of
@@ -50,6 +50,7 @@ from .export import is_exporting
 from .local_attention_cpu_op import local_attention2d_cpu
 
 BORDERS = ('zero', 'mask')
+IMPLS = ('auto', 'cpp', 'halo')
 
 
 def _check_inputs(q, k, v, rel_row, rel_col, kernel_size, border):
@@ -234,32 +235,29 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         (B, heads, H, W, d).
     """
     _check_inputs(q, k, v, rel_row, rel_col, kernel_size, border)
-    if impl not in ('auto', 'cpp', 'halo'):
-        raise ValueError(f"impl must be 'auto', 'cpp' or 'halo', got {impl!r}")
-    out_dtype = q.dtype
-    if is_exporting():  # plain torch ops only: the blocked forward
-        with _no_autocast(q):
-            k, v, rel_row, rel_col = (t.to(q.dtype) for t in (
-                k, v, rel_row, rel_col))
-            return local_attention2d_forward(q, k, v, rel_row, rel_col,
-                                             kernel_size, border, scale,
-                                             block_size)
-    if _use_cpp(q, impl):
+    if impl not in IMPLS:
+        raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
+    exporting = is_exporting()
+    if not exporting and _use_cpp(q, impl):
         # the kernel computes in fp32 (fp64 for fp64 inputs)
         compute = torch.float64 if q.dtype == torch.float64 else torch.float32
         with _no_autocast(q):
-            q, k, v, rel_row, rel_col = (t.to(compute) for t in (
+            q32, k, v, rel_row, rel_col = (t.to(compute) for t in (
                 q, k, v, rel_row, rel_col))
             if scale is not None:
-                q = q * scale
+                q32 = q32 * scale
             flat = (-1, ) + tuple(q.shape[2:])
             out, _ = local_attention2d_cpu(
-                *(t.reshape(flat).contiguous() for t in (q, k, v)), rel_row,
-                rel_col, kernel_size, border == 'mask')
-            return out.view(q.shape).to(out_dtype)
+                *(t.reshape(flat).contiguous() for t in (q32, k, v)),
+                rel_row, rel_col, kernel_size, border == 'mask')
+            return out.view(q.shape).to(q.dtype)
     with _no_autocast(q):  # one compute dtype: q's
         k, v, rel_row, rel_col = (t.to(q.dtype) for t in (k, v, rel_row,
                                                           rel_col))
+        if exporting:  # plain torch ops only: the blocked forward
+            return local_attention2d_forward(q, k, v, rel_row, rel_col,
+                                             kernel_size, border, scale,
+                                             block_size)
         return LocalAttention2dFunction.apply(q, k, v, rel_row, rel_col,
                                               kernel_size, border, scale,
                                               block_size)

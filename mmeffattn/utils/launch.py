@@ -59,6 +59,18 @@ def _datasets(cfg) -> Iterable[dict]:
                 stack.extend(ds.get('datasets') or [])
 
 
+def build_config_model(cfg):
+    """``cfg.model`` built as the Runner builds it: in the config's
+    ``default_scope``, with a top-level ``data_preprocessor`` (mmpretrain's
+    batch augments) merged in. No ``init_weights``."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') and 'data_preprocessor' not in model_cfg:
+        model_cfg.data_preprocessor = cfg.data_preprocessor
+    return MODELS.build(model_cfg)
+
+
 def check_config(cfg, build_model: bool = True) -> None:
     """Fail early, before the Runner writes anything, with one clear error.
 
@@ -81,7 +93,4 @@ def check_config(cfg, build_model: bool = True) -> None:
                 raise FileNotFoundError(
                     f"ann_file '{path}' of {ds.get('type')} does not exist")
     if build_model:
-        from mmengine.registry import MODELS, init_default_scope
-        if cfg.get('default_scope'):
-            init_default_scope(cfg.default_scope)
-        MODELS.build(cfg.model)
+        build_config_model(cfg)

@@ -176,15 +176,11 @@ def training_memory(cfg, shape: Optional[Tuple[int, int]] = None,
     over-estimate for per-image work of fixed size (RoI heads); for inputs
     whose full-size measurement does not fit the host's memory.
     """
-    from mmengine.registry import MODELS, init_default_scope
+    from .launch import build_config_model
     scope = cfg.get('default_scope', 'mmpretrain')
-    init_default_scope(scope)
     full = shape or config_input_shape(cfg, 'train')
     height, width = (-(-s // downscale) for s in full)
-    model_cfg = cfg.model.copy()
-    if cfg.get('data_preprocessor') and 'data_preprocessor' not in model_cfg:
-        model_cfg.data_preprocessor = cfg.data_preprocessor  # as the Runner
-    model = MODELS.build(model_cfg)  # no init_weights: no pretrained file
+    model = build_config_model(cfg)  # no init_weights: no pretrained file
     model.train()
     torch.manual_seed(0)
     try:

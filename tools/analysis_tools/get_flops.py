@@ -19,10 +19,10 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401
 from mmeffattn.utils.flops import count_complexity  # noqa: E402
+from mmeffattn.utils.launch import build_config_model  # noqa: E402
 from mmeffattn.utils.memory import config_input_shape  # noqa: E402
 
 
@@ -57,9 +57,8 @@ def get_flops(config: str, shape=None, cfg_options=None, show_table=False):
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope', 'mmpretrain')
-    init_default_scope(scope)
     height, width = shape or config_input_shape(cfg, 'test')
-    model = MODELS.build(cfg.model).eval()
+    model = build_config_model(cfg).eval()
     sample = _data_sample(scope, height, width)
     data = model.data_preprocessor(
         dict(inputs=[torch.zeros(3, height, width, dtype=torch.uint8)],

@@ -45,23 +45,21 @@ class FeatureModel(nn.Module):
 
 def build_model(config: str, checkpoint: str = None, cfg_options=None):
     from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
     import mmeffattn  # noqa: F401
     from mmeffattn.utils import load_checkpoint_file
+    from mmeffattn.utils.launch import build_config_model
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file {config} does not exist')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    scope = cfg.get('default_scope', 'mmpretrain')
-    init_default_scope(scope)
-    model = MODELS.build(cfg.model)
+    model = build_config_model(cfg)
     if checkpoint:
         ckpt = load_checkpoint_file(checkpoint)
         model.load_state_dict(ckpt.get('state_dict', ckpt))
     else:
         model.init_weights()
-    return FeatureModel(model, scope).eval()
+    return FeatureModel(model, cfg.get('default_scope', 'mmpretrain')).eval()
 
 
 def export(model: nn.Module, x: torch.Tensor, out: str, dynamic: bool,

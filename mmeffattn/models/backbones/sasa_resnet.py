@@ -6,6 +6,7 @@ from mmengine.model import BaseModule, Sequential
 
 from mmeffattn.models.attention import AttentionStem, LocalSelfAttention2d
 from mmeffattn.models.utils import EffAttnBackbone
+from mmeffattn.ops.local_attention import IMPLS
 from mmeffattn.registry import MODELS
 
 
@@ -119,9 +120,8 @@ class SASAResNet(EffAttnBackbone):
                 nn.Conv2d(in_channels, base_channels, 7, 2, 3, bias=False),
                 build_norm_layer(norm_cfg, base_channels)[1],
                 nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
-        if impl not in ('auto', 'cpp', 'halo'):
-            raise ValueError(
-                f"impl must be 'auto', 'cpp' or 'halo', got {impl!r}")
+        if impl not in IMPLS:
+            raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
         attn_cfg = dict(kernel_size=kernel_size, num_heads=num_heads,
                         border=border, scale=attn_scale, impl=impl)
         self.res_layers = []

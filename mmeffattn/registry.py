@@ -1,10 +1,13 @@
-"""mmeffattn's registry.
+"""mmeffattn's registries.
 
-``MODELS`` is a child of mmengine's root ``MODELS`` with its own scope, so any
-OpenMMLab toolbox config can name our classes as ``type='mmeffattn.SeTformer'``
+``MODELS`` and ``HOOKS`` are children of mmengine's root registries with their
+own scope, so any OpenMMLab toolbox config can name our classes as
+``type='mmeffattn.SeTformer'`` or ``type='mmeffattn.LinearAngularAuxAnnealHook'``
 without ``custom_imports``: mmengine imports ``mmeffattn.registry`` for the
-``mmeffattn.`` prefix, and ``locations`` then imports ``mmeffattn.models``.
+``mmeffattn.`` prefix, and ``locations`` then imports the package that
+registers them.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -14,4 +17,10 @@ MODELS = Registry(
     scope='mmeffattn',
     locations=['mmeffattn.models'])
 
-__all__ = ['MODELS']
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mmeffattn',
+    locations=['mmeffattn.engine'])
+
+__all__ = ['MODELS', 'HOOKS']

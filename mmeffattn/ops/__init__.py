@@ -10,6 +10,8 @@ from .local_attention_unfold import local_attention2d_unfold
 from .set_attention import (grid_positions, positional_log_penalty,
                             set_attention)
 from .sinkhorn import sinkhorn_log, sinkhorn_scaling
+from .token_merging import (bipartite_soft_matching, max_merge, merge_schedule,
+                            merge_wavg)
 
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
@@ -18,4 +20,6 @@ __all__ = ['local_attention2d', 'local_attention2d_forward',
            'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features',
            'nystrom_basis',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
-           'grid_positions', 'positional_log_penalty']
+           'grid_positions', 'positional_log_penalty',
+           'bipartite_soft_matching', 'merge_wavg', 'merge_schedule',
+           'max_merge']

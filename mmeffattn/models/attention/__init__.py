@@ -1,5 +1,11 @@
 from .attention_stem import AttentionStem
+from .linear_angular_attention import (LinearAngularAttention,
+                                       linear_angular_attention,
+                                       masked_softmax_attention)
 from .local_self_attention import LocalSelfAttention2d
+from .proportional_attention import ProportionalMultiheadAttention
 from .set_attention import SeTAttention
 
-__all__ = ['LocalSelfAttention2d', 'AttentionStem', 'SeTAttention']
+__all__ = ['LocalSelfAttention2d', 'AttentionStem', 'SeTAttention',
+           'LinearAngularAttention', 'ProportionalMultiheadAttention',
+           'linear_angular_attention', 'masked_softmax_attention']

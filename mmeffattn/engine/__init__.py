@@ -1,0 +1,3 @@
+from .linear_angular_aux_hook import LinearAngularAuxAnnealHook
+
+__all__ = ['LinearAngularAuxAnnealHook']

@@ -1,0 +1,54 @@
+"""Castling-ViT: a DeiT whose softmax attention is linear-angular."""
+import numpy as np
+
+from mmpretrain.models.backbones import VisionTransformer
+
+from mmeffattn.registry import MODELS
+from ..attention.linear_angular_attention import LinearAngularAttention
+
+
+@MODELS.register_module()
+class CastlingViT(VisionTransformer):
+    """mmpretrain's :class:`VisionTransformer` (DeiT archs) with
+    :class:`~mmeffattn.LinearAngularAttention` in every layer.
+
+    Everything but the attention is mmpretrain's (patch embedding, class
+    token, position embedding, FFN, norms, ``out_type``, ``out_indices``,
+    ``frozen_stages``, layer-wise lr decay depths); a DeiT checkpoint
+    initialises all of it, the ``dconv`` filters start fresh.
+
+    Args:
+        arch (str | dict): ``'deit-tiny'``, ``'deit-small'``, ``'deit-base'``
+            or any :class:`VisionTransformer` arch. Defaults to
+            ``'deit-small'``.
+        dconv_kernel (int): taps of the depthwise sequence convolution over
+            v. Defaults to 9.
+        aux_threshold (float): mask threshold of the training-only masked
+            softmax branch. Defaults to 0.02.
+        **kwargs: :class:`VisionTransformer`'s arguments.
+
+    Shapes:
+        x: (B, 3, H, W) -> tuple per ``out_indices`` (``out_type``).
+    """
+
+    def __init__(self, arch='deit-small', dconv_kernel: int = 9,
+                 aux_threshold: float = 0.02, **kwargs):
+        if kwargs.get('layer_scale_init_value', 0):
+            raise ValueError('CastlingViT has no layer scale; remove '
+                             'layer_scale_init_value')
+        super().__init__(arch=arch, **kwargs)
+        drop_path = np.linspace(0, kwargs.get('drop_path_rate', 0.),
+                                self.num_layers)
+        for layer, rate in zip(self.layers, drop_path):
+            layer.attn = LinearAngularAttention(
+                embed_dims=self.embed_dims,
+                num_heads=self.arch_settings['num_heads'],
+                qkv_bias=kwargs.get('qkv_bias', True),
+                dconv_kernel=dconv_kernel,
+                aux_threshold=aux_threshold,
+                proj_drop=kwargs.get('drop_rate', 0.),
+                dropout_layer=dict(type='DropPath', drop_prob=float(rate)))
+
+    def attention_modules(self):
+        """The :class:`LinearAngularAttention` of every layer."""
+        return [layer.attn for layer in self.layers]

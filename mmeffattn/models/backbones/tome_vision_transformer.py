@@ -1,0 +1,124 @@
+"""Token Merging (ToMe) for mmpretrain's plain ViT / DeiT."""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.backbones.vision_transformer import \
+    TransformerEncoderLayer
+from mmpretrain.models.utils import resize_pos_embed
+
+from mmeffattn.ops import bipartite_soft_matching, merge_schedule, merge_wavg
+from mmeffattn.registry import MODELS
+from ..attention.proportional_attention import ProportionalMultiheadAttention
+
+
+class ToMeTransformerEncoderLayer(TransformerEncoderLayer):
+    """mmpretrain's encoder layer with a merge between attention and FFN::
+
+        x = x + attn(ln1(x), size); merge r tokens; x = ffn(ln2(x)) + x
+
+    Adds no parameters: the parent's modules and state_dict keys.
+    """
+
+    def forward(self, x: torch.Tensor, size: Optional[torch.Tensor] = None,
+                r: int = 0, prop_attn: bool = True,
+                class_token: bool = True
+                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        out, metric = self.attn(self.ln1(x), size if prop_attn else None)
+        x = x + out
+        if r > 0:
+            merge, _ = bipartite_soft_matching(metric, r, class_token)
+            x, size = merge_wavg(merge, x, size)
+        return self.ffn(self.ln2(x), identity=x), size
+
+
+@MODELS.register_module()
+class ToMeVisionTransformer(VisionTransformer):
+    """mmpretrain's :class:`VisionTransformer` with token merging.
+
+    Every layer merges ``r`` tokens after its attention residual, by
+    bipartite soft matching on the keys (averaged over heads); the class
+    token is never merged. The modules and state_dict keys are the
+    parent's, so any mmpretrain ViT/DeiT checkpoint loads with
+    ``strict=True`` and ToMe applies off the shelf; ``tome_r=0`` computes
+    exactly what :class:`VisionTransformer` computes.
+
+    Args:
+        tome_r (int | tuple | list): tokens merged per layer: an int (the
+            same in every layer), ``(r, -1)`` (decreasing from 2r to 0, the
+            paper's schedule), ``(r, 0)``/``(r, 1)`` (constant/increasing),
+            or a list with one int per layer. Each layer merges at most half
+            of its tokens other than the class token. Can be changed after
+            building (``model.backbone.tome_r = 8``). Defaults to 0.
+        prop_attn (bool): proportional attention (``log(size)`` on the
+            logits). Defaults to True.
+        **kwargs: :class:`VisionTransformer`'s arguments (``arch`` includes
+            the ViT and DeiT archs). ``out_type`` ``'cls_token'`` or
+            ``'avg_featmap'`` (size-weighted mean of the tokens) when
+            merging; ``'featmap'`` and ``'raw'`` need the token grid, which
+            merging destroys, and raise.
+
+    Shapes:
+        x: (B, C, H, W) -> tuple of (B, embed_dims) per ``out_indices``.
+    """
+
+    #: output types that need the tokens' spatial order
+    SPATIAL_OUT_TYPES = ('featmap', 'raw')
+
+    def __init__(self, tome_r: Union[int, Sequence] = 0,
+                 prop_attn: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        # the same modules, with forwards that carry sizes and merge
+        for layer in self.layers:
+            layer.__class__ = ToMeTransformerEncoderLayer
+            layer.attn.__class__ = ProportionalMultiheadAttention
+        self.prop_attn = prop_attn
+        self.tome_r = tome_r
+
+    @property
+    def tome_r(self):
+        return self._tome_r
+
+    @tome_r.setter
+    def tome_r(self, value):
+        schedule = merge_schedule(value, self.num_layers)
+        if any(schedule) and self.out_type in self.SPATIAL_OUT_TYPES:
+            raise ValueError(
+                f'ToMeVisionTransformer cannot merge tokens (tome_r={value!r})'
+                f' with out_type={self.out_type!r}: merging loses the token '
+                f'grid a dense head needs. Use out_type="cls_token" or '
+                f'"avg_featmap", or tome_r=0.')
+        self._tome_r, self.merge_per_layer = value, schedule
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        batch = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed, self.patch_resolution, patch_resolution,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
+        x = self.pre_norm(self.drop_after_pos(x))
+
+        size = None  # patches per token, (B, N, 1); None while unmerged
+        outs = []
+        for i, (layer, r) in enumerate(zip(self.layers,
+                                           self.merge_per_layer)):
+            x, size = layer(x, size, r, self.prop_attn,
+                            class_token=self.cls_token is not None)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(self._format_merged_output(
+                    x, size, patch_resolution))
+        return tuple(outs)
+
+    def _format_merged_output(self, x, size, hw):
+        if size is None or self.out_type == 'cls_token':
+            return self._format_output(x, hw)
+        # avg_featmap: the mean over patches, each merged token weighted by
+        # the patches it stands for
+        tokens = x[:, self.num_extra_tokens:]
+        size = size[:, self.num_extra_tokens:]
+        return self.ln2((tokens * size).sum(1) / size.sum(1))

@@ -4,12 +4,14 @@ Prints one JSON line: fwd and fwd+bwd median ms and the fwd+bwd peak memory.
 """
 import argparse
 import json
+import statistics
 import time
 
 import torch
 import torch.nn as nn
 
-from mmeffattn.utils.benchmark import peak_rss_mib, rss_mib, time_fn
+from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib, time_fn,
+                                       time_samples)
 
 
 class SASALayer(nn.Module):
@@ -49,7 +51,31 @@ def build(case):
     if kind == 'backbone':
         from mmeffattn.benchmarks.set_cases import build_backbone_case
         return build_backbone_case(case)
+    if kind == 'vit':
+        return build_vit_case(case)
     raise ValueError(f'unknown case kind {kind!r}')
+
+
+def build_vit_case(case):
+    """A ViT-family backbone: ``impl`` 'tome' (ToMeVisionTransformer with
+    ``tome_r``; r=0 is mmpretrain's ViT), 'castling' or 'deit' (mmpretrain's
+    VisionTransformer) of ``arch``."""
+    import mmeffattn.models  # noqa: F401
+    from mmpretrain.models.backbones import VisionTransformer
+    from mmeffattn.models import CastlingViT, ToMeVisionTransformer
+    common = dict(arch=case['arch'], img_size=case['H'], patch_size=16)
+    impl = case['impl']
+    if impl == 'tome':
+        r = case.get('tome_r', 0)
+        model = ToMeVisionTransformer(
+            tome_r=tuple(r) if isinstance(r, list) else r, **common)
+    elif impl == 'castling':
+        model = CastlingViT(**common)
+    elif impl == 'deit':
+        model = VisionTransformer(**common)
+    else:
+        raise ValueError(f'unknown vit impl {impl!r}')
+    return model, torch.randn(case['B'], 3, case['H'], case['W'])
 
 
 def run(case):
@@ -72,7 +98,10 @@ def run(case):
         start = time.perf_counter()
         fwd_only()  # compiles
         first = (time.perf_counter() - start) * 1e3
-        return dict(case, fwd_ms=time_fn(fwd_only, 1, case.get('repeat', 3)),
+        samples = time_samples(fwd_only, 1, case.get('repeat', 3))
+        return dict(case, fwd_ms=statistics.median(samples),
+                    fwd_ms_min=min(samples), fwd_ms_max=max(samples),
+                    img_s=case['B'] * 1e3 / statistics.median(samples),
                     first_call_ms=first)
     x.requires_grad_(True)
     base, peak0 = rss_mib(), peak_rss_mib()

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 
 def rss_mib() -> float:
@@ -24,9 +24,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_fn(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
-            sync: Callable[[], None] = lambda: None) -> float:
-    """Median wall time in ms."""
+def time_samples(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
+                 sync: Callable[[], None] = lambda: None) -> List[float]:
+    """Wall times in ms of ``repeat`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     sync()
@@ -36,7 +36,13 @@ def time_fn(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
         fn()
         sync()
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return times
+
+
+def time_fn(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
+            sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall time in ms."""
+    return statistics.median(time_samples(fn, warmup, repeat, sync))
 
 
 def run_isolated(module: str, case: Dict, timeout: float = 1200) -> Dict:

@@ -7,6 +7,9 @@ Suites:
         784, 3136, 12544 tokens, and whole-backbone throughput.
   deploy: eval forward, eager vs torch.compile, and SeT's cached Nystrom
         normalisation vs a per-forward eigendecomposition.
+  vit:  eval forward (B=8, median of 7): ToMe on ViT-B/16 at 224 with r =
+        0, 8, 13, 16 and the decreasing (16, -1); Castling-ViT vs DeiT-S at
+        224 and 448 (speedup = img/s over the baseline of the same run).
   amp:  a backbone training step (B=8, 224x224) in fp32 and in bf16
         autocast (forward in autocast, backward outside), SASA-R50 and
         SeTformer-T, with mmpretrain's ResNet-50 for reference.
@@ -83,16 +86,46 @@ def deploy_cases(quick: bool):
     return cases
 
 
+def vit_cases(quick: bool):
+    """Eval forward of ViT-family backbones: ToMe on ViT-B/16 at 224 (r=0 is
+    mmpretrain's ViT), and Castling-ViT vs DeiT-S at 224 and 448."""
+    bsz = 2 if quick else 8
+    base = dict(kind='vit', B=bsz, group='vit', eval=True, fwd_only=True,
+                repeat=2 if quick else 7, threads=torch.get_num_threads())
+    arch, size = ('deit-tiny', 64) if quick else ('b', 224)
+    cases = [dict(base, impl='tome', arch=arch, H=size, W=size, tome_r=r)
+             for r in (0, 8, 13, 16, [16, -1])]
+    small = 'deit-tiny' if quick else 'deit-small'
+    for side in ((64, ) if quick else (224, 448)):
+        cases += [dict(base, impl=impl, arch=small, H=side, W=side)
+                  for impl in ('deit', 'castling')]
+    return cases
+
+
 SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases,
-              deploy=deploy_cases)
+              deploy=deploy_cases, vit=vit_cases)
 
 
 def fmt(v):
     return f'{v:9.1f}' if isinstance(v, float) else f'{v!s:>9}'
 
 
+def add_speedups(rows):
+    """img/s of each vit row relative to its baseline in the same run: ToMe
+    rows to r=0, Castling rows to DeiT at the same size."""
+    ok = [r for r in rows if 'error' not in r]
+    for r in ok:
+        base = [b for b in ok if b['arch'] == r['arch'] and b['H'] == r['H']
+                and (b.get('tome_r') == 0 if r['impl'] == 'tome'
+                     else b['impl'] == 'deit')]
+        if base:
+            r['speedup'] = round(r['img_s'] / base[0]['img_s'], 3)
+
+
 def print_table(rows, keys):
-    cols = keys + ['fwd_ms', 'fwdbwd_ms', 'peak_mib'] + (
+    extra = [c for c in ('fwd_ms_min', 'fwd_ms_max', 'img_s', 'speedup')
+             if any(c in r for r in rows)]
+    cols = keys + ['fwd_ms'] + extra + ['fwdbwd_ms', 'peak_mib'] + (
         ['first_call_ms'] if any('first_call_ms' in r for r in rows) else [])
     print(' | '.join(f'{c:>9}' for c in cols))
     for r in rows:
@@ -108,7 +141,7 @@ def plot(rows, suite, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     ok = [r for r in rows if 'error' not in r]
-    if suite in ('amp', 'deploy'):
+    if suite in ('amp', 'deploy', 'vit'):
         return
     if suite == 'sasa':
         panels = [('sweep_k', 'k'), ('sweep_size', 'H')]
@@ -163,7 +196,10 @@ def main(argv=None):
         keys = ['group', 'impl', 'B', 'C', 'H', 'W'] + (
             ['k'] if suite == 'sasa' else []) + (
             ['dtype'] if suite == 'amp' else []) + (
-            ['compile', 'nystrom_cache'] if suite == 'deploy' else [])
+            ['compile', 'nystrom_cache'] if suite == 'deploy' else []) + (
+            ['arch', 'tome_r'] if suite == 'vit' else [])
+        if suite == 'vit':
+            add_speedups(rows)
         print_table(rows, keys)
         with open(osp.join(args.out_dir, f'{suite}.json'), 'w') as f:
             json.dump(dict(env=env, rows=rows), f, indent=1)

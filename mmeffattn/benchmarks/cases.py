@@ -51,8 +51,6 @@ def build(case):
     if kind == 'backbone':
         from mmeffattn.benchmarks.set_cases import build_backbone_case
         return build_backbone_case(case)
-    if kind == 'vit':
-        return build_vit_case(case)
     raise ValueError(f'unknown case kind {kind!r}')
 
 
@@ -78,7 +76,39 @@ def build_vit_case(case):
     return model, torch.randn(case['B'], 3, case['H'], case['W'])
 
 
+def run_vit_round_robin(case):
+    """Eval forwards of several ViT-family ``variants`` built in this one
+    process, timed round robin (a warm-up round, then ``repeat`` rounds),
+    so that the machine's slow drifts hit every variant alike. Returns the
+    case with one row per variant."""
+    torch.set_num_threads(case.get('threads', torch.get_num_threads()))
+    shared = {k: v for k, v in case.items() if k not in ('variants', 'kind')}
+    models = []
+    for variant in case['variants']:
+        torch.manual_seed(0)
+        model, x = build_vit_case(dict(shared, **variant))
+        model.eval()
+        models.append(model)
+    times = [[] for _ in models]
+    with torch.no_grad():
+        for round_ in range(case.get('repeat', 5) + 1):
+            for model, samples in zip(models, times):
+                start = time.perf_counter()
+                model(x)
+                if round_:
+                    samples.append((time.perf_counter() - start) * 1e3)
+    rows = []
+    for variant, samples in zip(case['variants'], times):
+        median = statistics.median(samples)
+        rows.append(dict(shared, **variant, fwd_ms=median,
+                         fwd_ms_min=min(samples), fwd_ms_max=max(samples),
+                         img_s=case['B'] * 1e3 / median))
+    return dict(case, rows=rows)
+
+
 def run(case):
+    if case['kind'] == 'vit':
+        return run_vit_round_robin(case)
     torch.manual_seed(0)
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     layer, x = build(case)

@@ -15,3 +15,16 @@ def test_benchmark_quick_writes_json_and_plot(tmp_path):
     assert {r['impl'] for r in rows} == {'ours', 'unfold', 'conv3x3'}
     assert all('error' not in r and r['fwdbwd_ms'] > 0 for r in rows)
     assert osp.getsize(tmp_path / 'sasa.png') > 1000
+
+
+def test_vit_round_robin_reports_every_variant():
+    from mmeffattn.benchmarks.cases import run_vit_round_robin
+    case = dict(kind='vit', group='vit', arch='deit-tiny', H=32, W=32, B=1,
+                repeat=1, threads=1,
+                variants=[dict(impl='tome', tome_r=0),
+                          dict(impl='tome', tome_r=[2, -1]),
+                          dict(impl='castling'), dict(impl='deit')])
+    rows = run_vit_round_robin(case)['rows']
+    assert [r['impl'] for r in rows] == ['tome', 'tome', 'castling', 'deit']
+    assert rows[1]['tome_r'] == [2, -1]
+    assert all(r['fwd_ms'] > 0 and r['img_s'] > 0 for r in rows)

@@ -179,7 +179,11 @@ def test_resume_reproduces_uninterrupted_run(demo_cwd, tmp_path):
         assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize('cfg', [CLS_CFG, SET_CFG])
+CASTLING_CFG = osp.join(osp.dirname(CLS_CFG),
+                        'castling-vit-demo_1xb64-60e_digits.py')
+
+
+@pytest.mark.parametrize('cfg', [CLS_CFG, SET_CFG, CASTLING_CFG])
 def test_published_demo_checkpoints_reproduce(cfg, demo_cwd, tmp_path):
     """The model-zoo demo checkpoints load weights-only (outside any
     work_dir) and still classify the held-out digits (first 64 here)."""

@@ -7,9 +7,10 @@ Suites:
         784, 3136, 12544 tokens, and whole-backbone throughput.
   deploy: eval forward, eager vs torch.compile, and SeT's cached Nystrom
         normalisation vs a per-forward eigendecomposition.
-  vit:  eval forward (B=8, median of 7): ToMe on ViT-B/16 at 224 with r =
-        0, 8, 13, 16 and the decreasing (16, -1); Castling-ViT vs DeiT-S at
-        224 and 448 (speedup = img/s over the baseline of the same run).
+  vit:  eval forward (B=8, median of 7, the variants of a group timed round
+        robin in one process): ToMe on ViT-B/16 at 224 with r = 0, 8, 13,
+        16 and the decreasing (16, -1); Castling-ViT vs DeiT-S at 224 and
+        448 (speedup = img/s over the baseline of the same group).
   amp:  a backbone training step (B=8, 224x224) in fp32 and in bf16
         autocast (forward in autocast, backward outside), SASA-R50 and
         SeTformer-T, with mmpretrain's ResNet-50 for reference.
@@ -87,18 +88,19 @@ def deploy_cases(quick: bool):
 
 
 def vit_cases(quick: bool):
-    """Eval forward of ViT-family backbones: ToMe on ViT-B/16 at 224 (r=0 is
-    mmpretrain's ViT), and Castling-ViT vs DeiT-S at 224 and 448."""
+    """Eval forward of ViT-family backbones, each group in one process
+    timed round robin: ToMe on ViT-B/16 at 224 (r=0 is mmpretrain's ViT),
+    and Castling-ViT vs DeiT-S at 224 and 448."""
     bsz = 2 if quick else 8
-    base = dict(kind='vit', B=bsz, group='vit', eval=True, fwd_only=True,
-                repeat=2 if quick else 7, threads=torch.get_num_threads())
+    base = dict(kind='vit', B=bsz, group='vit', repeat=2 if quick else 7,
+                threads=torch.get_num_threads())
     arch, size = ('deit-tiny', 64) if quick else ('b', 224)
-    cases = [dict(base, impl='tome', arch=arch, H=size, W=size, tome_r=r)
-             for r in (0, 8, 13, 16, [16, -1])]
+    cases = [dict(base, arch=arch, H=size, W=size, variants=[
+        dict(impl='tome', tome_r=r) for r in (0, 8, 13, 16, [16, -1])])]
     small = 'deit-tiny' if quick else 'deit-small'
     for side in ((64, ) if quick else (224, 448)):
-        cases += [dict(base, impl=impl, arch=small, H=side, W=side)
-                  for impl in ('deit', 'castling')]
+        cases.append(dict(base, arch=small, H=side, W=side, variants=[
+            dict(impl=impl) for impl in ('deit', 'castling')]))
     return cases
 
 
@@ -190,7 +192,9 @@ def main(argv=None):
         cases = SUITES[suite](args.quick)
         rows = []
         for case in cases:
-            rows.append(run_isolated(MODULE, case))
+            result = run_isolated(MODULE, case)
+            # round-robin cases report one row per variant
+            rows.extend(result.pop('rows', None) or [result])
             print('.', end='', flush=True)
         print()
         keys = ['group', 'impl', 'B', 'C', 'H', 'W'] + (

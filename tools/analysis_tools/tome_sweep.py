@@ -5,7 +5,7 @@ ViT (``VisionTransformer``, swapped for ``mmeffattn.ToMeVisionTransformer``
 with the same weights: off the shelf) or a ``ToMeVisionTransformer``. For
 every r (tokens merged per layer, constant schedule) it evaluates top-1 on the
 config's val set and times the eval forward (median of ``--repeat`` runs,
-fixed thread count, batch ``--batch-size``), then writes a JSON file and a
+round robin over r, fixed thread count, batch ``--batch-size``), then writes a JSON file and a
 plot of img/s against top-1, one point per r, one line per model.
 
   python tools/analysis_tools/tome_sweep.py \\
@@ -41,9 +41,9 @@ def parse_args(argv=None):
                         help='r values (default: 0 to the largest r the first '
                         'layer can merge, step --r-step)')
     parser.add_argument('--r-step', type=int, default=2)
-    parser.add_argument('--batch-size', type=int, default=64,
+    parser.add_argument('--batch-size', type=int, default=256,
                         help='images per timed forward')
-    parser.add_argument('--repeat', type=int, default=5,
+    parser.add_argument('--repeat', type=int, default=10,
                         help='timed forwards per r (median reported)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads (default: torch\'s default)')
@@ -100,25 +100,31 @@ def sweep(model, cfg, rs, batch_size, repeat):
     if len(timed) < batch_size:  # repeat val images up to the batch size
         timed = timed.repeat(-(-batch_size // len(timed)), 1, 1, 1)[
             :batch_size]
-    rows = []
-    for r in rs:
-        model.backbone.tome_r = r
-        with torch.no_grad():
+    top1 = {}
+    with torch.no_grad():
+        for r in rs:
+            model.backbone.tome_r = r
             logits = torch.cat([model(inputs[i:i + 256], mode='tensor')
                                 for i in range(0, len(inputs), 256)])
-            top1 = (logits.argmax(1) == labels).float().mean().item() * 100
-            model(timed, mode='tensor')  # warm-up
-            times = []
-            for _ in range(repeat):
+            top1[r] = (logits.argmax(1) == labels).float().mean().item() * 100
+        # timing: round robin over r (a warm-up round first), so that slow
+        # drifts of a shared machine spread over all r alike
+        times = {r: [] for r in rs}
+        for round_ in range(repeat + 1):
+            for r in rs:
+                model.backbone.tome_r = r
                 start = time.perf_counter()
                 model(timed, mode='tensor')
-                times.append(time.perf_counter() - start)
-        median = statistics.median(times)
-        rows.append(dict(r=r, top1=round(top1, 2),
+                if round_:
+                    times[r].append(time.perf_counter() - start)
+    rows = []
+    for r in rs:
+        median = statistics.median(times[r])
+        rows.append(dict(r=r, top1=round(top1[r], 2),
                          img_s=round(batch_size / median, 1),
-                         img_s_min=round(batch_size / max(times), 1),
-                         img_s_max=round(batch_size / min(times), 1)))
-        print(f'  r={r:3d}  top-1 {top1:6.2f}  {batch_size / median:8.1f} '
+                         img_s_min=round(batch_size / max(times[r]), 1),
+                         img_s_max=round(batch_size / min(times[r]), 1)))
+        print(f'  r={r:3d}  top-1 {top1[r]:6.2f}  {batch_size / median:8.1f} '
               f'img/s', flush=True)
     return rows
 

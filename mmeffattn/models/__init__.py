@@ -1,5 +1,6 @@
 from .attention import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
+from .classifiers import *  # noqa: F401,F403
 
 try:  # neck and head extend mmdet's FPN / RetinaHead
     from .dense_heads import *  # noqa: F401,F403

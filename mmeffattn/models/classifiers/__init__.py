@@ -1,0 +1,3 @@
+from .module_imitation_classifier import ModuleImitationClassifier
+
+__all__ = ['ModuleImitationClassifier']

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib, time_fn,
-                                       time_samples)
+                                       time_round_robin, time_samples)
 
 
 class SASALayer(nn.Module):
@@ -58,7 +58,6 @@ def build_vit_case(case):
     """A ViT-family backbone: ``impl`` 'tome' (ToMeVisionTransformer with
     ``tome_r``; r=0 is mmpretrain's ViT), 'castling' or 'deit' (mmpretrain's
     VisionTransformer) of ``arch``."""
-    import mmeffattn.models  # noqa: F401
     from mmpretrain.models.backbones import VisionTransformer
     from mmeffattn.models import CastlingViT, ToMeVisionTransformer
     common = dict(arch=case['arch'], img_size=case['H'], patch_size=16)
@@ -89,14 +88,9 @@ def run_vit_round_robin(case):
         model, x = build_vit_case(dict(shared, **variant))
         model.eval()
         models.append(model)
-    times = [[] for _ in models]
     with torch.no_grad():
-        for round_ in range(case.get('repeat', 5) + 1):
-            for model, samples in zip(models, times):
-                start = time.perf_counter()
-                model(x)
-                if round_:
-                    samples.append((time.perf_counter() - start) * 1e3)
+        times = time_round_robin([lambda m=m: m(x) for m in models],
+                                 case.get('repeat', 5))
     rows = []
     for variant, samples in zip(case['variants'], times):
         median = statistics.median(samples)

@@ -49,13 +49,14 @@ class LinearAngularAuxAnnealHook(Hook):
                 if isinstance(m, LinearAngularAttention)]
 
     def before_train(self, runner) -> None:
-        if not self.attention_modules(runner.model):
+        self._modules = self.attention_modules(runner.model)
+        if not self._modules:
             raise ValueError('LinearAngularAuxAnnealHook: the model has no '
                              'LinearAngularAttention (is it a CastlingViT?)')
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         weight = self.weight_at(runner.iter / max(runner.max_iters, 1))
-        for module in self.attention_modules(runner.model):
+        for module in self._modules:  # found once, in before_train
             module.aux_weight = weight
         runner.message_hub.update_scalar('train/castling_aux_weight', weight)

@@ -39,6 +39,23 @@ def time_samples(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
     return times
 
 
+def time_round_robin(fns: List[Callable[[], None]], repeat: int = 5,
+                     sync: Callable[[], None] = lambda: None
+                     ) -> List[List[float]]:
+    """Wall times in ms of each of ``fns``, called in turn: a warm-up round,
+    then ``repeat`` rounds, so that slow drifts of a shared machine hit all
+    of them alike. Returns one list of ``repeat`` samples per function."""
+    samples = [[] for _ in fns]
+    for round_ in range(repeat + 1):
+        for fn, times in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            sync()
+            if round_:
+                times.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
 def time_fn(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
             sync: Callable[[], None] = lambda: None) -> float:
     """Median wall time in ms."""

@@ -20,11 +20,12 @@ import os.path as osp
 import platform
 import statistics
 import sys
-import time
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
+
+from mmeffattn.utils.benchmark import time_round_robin  # noqa: E402
 
 PLAIN_VIT = ('VisionTransformer', 'mmpretrain.VisionTransformer')
 TOME_VIT = 'mmeffattn.ToMeVisionTransformer'
@@ -107,16 +108,16 @@ def sweep(model, cfg, rs, batch_size, repeat):
             logits = torch.cat([model(inputs[i:i + 256], mode='tensor')
                                 for i in range(0, len(inputs), 256)])
             top1[r] = (logits.argmax(1) == labels).float().mean().item() * 100
-        # timing: round robin over r (a warm-up round first), so that slow
-        # drifts of a shared machine spread over all r alike
-        times = {r: [] for r in rs}
-        for round_ in range(repeat + 1):
-            for r in rs:
+        # timing: round robin over r, so that slow drifts of a shared
+        # machine spread over all r alike
+
+        def forward_at(r):
+            def fn():
                 model.backbone.tome_r = r
-                start = time.perf_counter()
                 model(timed, mode='tensor')
-                if round_:
-                    times[r].append(time.perf_counter() - start)
+            return fn
+        samples = time_round_robin([forward_at(r) for r in rs], repeat)
+        times = {r: [t / 1e3 for t in ts] for r, ts in zip(rs, samples)}
     rows = []
     for r in rs:
         median = statistics.median(times[r])

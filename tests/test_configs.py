@@ -19,7 +19,8 @@ import torch
 
 from conftest import REPO, assert_every_parameter_gets_a_gradient
 
-FAMILIES = ('sasa', 'setformer', 'tome', 'castling_vit')
+FAMILIES = ('sasa', 'setformer', 'tome', 'castling_vit', 'alternet',
+            'sparseformer')
 CONFIGS = sorted(p for f in FAMILIES
                  for p in glob.glob(osp.join(REPO, 'configs', f, '*.py')))
 DEMO_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
@@ -103,8 +104,8 @@ def make_backbone_checkpoint(cfg, cwd):
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
     name = osp.splitext(osp.basename(init['checkpoint']))[0]
-    family = 'sasa' if name.startswith('sasa') else 'setformer'
-    cls_cfg = Config.fromfile(osp.join(REPO, 'configs', family, name + '.py'))
+    cls_path, = glob.glob(osp.join(REPO, 'configs', '*', name + '.py'))
+    cls_cfg = Config.fromfile(cls_path)
     init_default_scope('mmpretrain')
     model = MODELS.build(cls_cfg.model)
     path = osp.join(cwd, init['checkpoint'])

@@ -183,7 +183,11 @@ CASTLING_CFG = osp.join(osp.dirname(CLS_CFG),
                         'castling-vit-demo_1xb64-60e_digits.py')
 
 
-@pytest.mark.parametrize('cfg', [CLS_CFG, SET_CFG, CASTLING_CFG])
+SPARSE_CFG = osp.join(osp.dirname(CLS_CFG),
+                      'sparseformer-demo_1xb64-30e_digits.py')
+
+
+@pytest.mark.parametrize('cfg', [CLS_CFG, SET_CFG, CASTLING_CFG, SPARSE_CFG])
 def test_published_demo_checkpoints_reproduce(cfg, demo_cwd, tmp_path):
     """The model-zoo demo checkpoints load weights-only (outside any
     work_dir) and still classify the held-out digits (first 64 here)."""

@@ -5,7 +5,8 @@ from .linear_angular_attention import (LinearAngularAttention,
 from .local_self_attention import LocalSelfAttention2d
 from .proportional_attention import ProportionalMultiheadAttention
 from .set_attention import SeTAttention
+from .window_self_attention import WindowSelfAttention2d
 
 __all__ = ['LocalSelfAttention2d', 'AttentionStem', 'SeTAttention',
            'LinearAngularAttention', 'ProportionalMultiheadAttention',
-           'linear_angular_attention', 'masked_softmax_attention']
+           'linear_angular_attention', 'masked_softmax_attention', 'WindowSelfAttention2d']

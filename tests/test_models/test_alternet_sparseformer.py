@@ -1,0 +1,141 @@
+"""AlterNet and SparseFormer: structure, full-size counts, shapes, freezing."""
+import os.path as osp
+
+import pytest
+import torch
+
+from conftest import REPO
+from mmeffattn.models.backbones import AlterNet, SparseFormer
+from mmeffattn.models.backbones.alternet import MSABlock, PreActBottleneck
+
+
+def _count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_alternet50_alternates_conv_and_msa_at_stage_ends():
+    model = AlterNet(depth=50)
+    pattern = [''.join('M' if isinstance(b, MSABlock) else 'C'
+                       for b in getattr(model, f'layer{i}'))
+               for i in range(1, 5)]
+    assert pattern == ['CCC', 'CCCM', 'CMCMCM', 'CMCM']
+    assert all(isinstance(b, (MSABlock, PreActBottleneck))
+               for i in range(1, 5) for b in getattr(model, f'layer{i}'))
+    heads = [b.attn.num_heads for i in range(2, 5)
+             for b in getattr(model, f'layer{i}') if isinstance(b, MSABlock)]
+    assert heads == [6, 12, 12, 12, 24, 24]
+    block = model.layer3[1]
+    assert block.attn.q.out_channels == 12 * 64          # heads x dim_head
+    assert block.attn.q.in_channels == 1024 // 4         # width = in / 4
+    assert block.attn.proj.out_channels == 1024
+    assert block.attn.rel_pos_bias.shape == (13, 13)     # one table
+    # backbone only (get_flops of the configs adds the 1000-way head)
+    assert _count(model) == 33_866_038
+
+
+def test_alternet_outputs_and_odd_sizes():
+    model = AlterNet(base_channels=8, num_heads=(1, 1, 2, 2), head_dim=8,
+                     window_size=4, out_indices=(0, 1, 2, 3)).eval()
+    outs = model(torch.randn(1, 3, 50, 61))
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 32, 13, 16), (1, 64, 7, 8), (1, 128, 4, 4), (1, 256, 2, 2)]
+    assert model.out_channels == [32, 64, 128, 256]
+    assert all((o >= 0).all() for o in outs)              # BN-ReLU outputs
+
+
+def test_alternet_frozen_stages_and_norm_eval():
+    model = AlterNet(base_channels=8, num_heads=(1, 1, 2, 2), head_dim=8,
+                     window_size=4, out_indices=(0, 3), frozen_stages=1,
+                     norm_eval=True)
+    model.train()
+    frozen = [model.stem, model.layer1, model.out_norm0]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for p in model.layer2.parameters())
+    assert not model.layer2[0].norm1.training          # norm_eval
+    assert model.layer2[0].training
+
+
+def test_alternet_errors():
+    with pytest.raises(KeyError, match='invalid depth 34 for AlterNet'):
+        AlterNet(depth=34)
+    with pytest.raises(ValueError, match='out_indices'):
+        AlterNet(out_indices=(4, ))
+    with pytest.raises(ValueError, match='num_heads needs 4'):
+        AlterNet(num_heads=(1, 2))
+
+
+@pytest.mark.parametrize('arch,params,macs', [
+    ('tiny', 32e6, 2.0e9), ('small', 48e6, 3.8e9), ('base', 81e6, 7.8e9)])
+def test_sparseformer_params_and_flops_match_the_paper(arch, params, macs):
+    """get_flops.py of the ImageNet configs at 224: +-5 % params, +-10 %
+    (G)FLOPs of the paper (which counts multiply-adds, as Swin does)."""
+    import sys
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+    from get_flops import get_flops
+    cfg = osp.join(REPO, 'configs', 'sparseformer',
+                   f'sparseformer-{arch[0]}_8xb128_in1k.py')
+    res = get_flops(cfg, (224, 224))
+    assert abs(res['params'] / params - 1) <= 0.05, res['params']
+    assert abs(res['macs'] / macs - 1) <= 0.10, res['macs']
+    assert 'aten::grid_sampler' not in res['unsupported']
+    assert 'aten::scaled_dot_product_attention' not in res['unsupported']
+
+
+def _small_sparseformer(**kwargs):
+    return SparseFormer(dict(num_tokens=9, embed_dims=(16, 32),
+                             cortex_depth=2), num_points=4,
+                        early_channels=8, num_heads=2, **kwargs)
+
+
+def test_sparseformer_focusing_unit_is_shared_and_only_first_cortex_samples():
+    model = _small_sparseformer()
+    model.init_weights()
+    assert model.cortex[0].mixer is not None
+    assert model.cortex[1].mixer is None
+    trace = []
+    tokens = model.forward_tokens(torch.randn(2, 3, 37, 45), trace)
+    assert tokens.shape == (2, 9, 32)
+    assert len(trace) == 4 + 1                # 4 focusing passes + cortex
+    first = trace[0]
+    assert first['roi'].shape == (2, 9, 4)
+    assert first['points'].shape == (2, 9, 4, 2)
+    # at init: RoI deltas are 0, so the RoIs are the grid of half-size boxes
+    torch.testing.assert_close(first['roi'][0, 0],
+                               torch.tensor([-1 / 12, -1 / 12, 5 / 12,
+                                             5 / 12]))
+    # the 2x2 grid of offsets standardised: points inside the RoI
+    pts, roi = first['points'][0], first['roi'][0]
+    assert ((pts >= roi[:, None, :2]) & (pts <= roi[:, None, 2:])).all()
+
+
+def test_sparseformer_output_types_and_gradients():
+    model = _small_sparseformer()
+    model.init_weights()
+    out = model(torch.randn(2, 3, 32, 32))
+    assert len(out) == 1 and out[0].shape == (2, 32)
+    out[0].pow(2).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing                        # token_roi included
+    tokens = _small_sparseformer(out_type='tokens')(torch.randn(1, 3, 32, 32))
+    assert tokens[0].shape == (1, 9, 32)
+
+
+def test_sparseformer_frozen_stages():
+    model = _small_sparseformer(frozen_stages=1)
+    model.train()
+    assert not model.token_embed.requires_grad
+    assert not any(p.requires_grad for p in model.focus.parameters())
+    assert all(p.requires_grad for p in model.cortex.parameters())
+    assert not model.focus.training
+
+
+def test_sparseformer_errors():
+    with pytest.raises(KeyError, match="arch 'huge' is not a SparseFormer"):
+        SparseFormer('huge')
+    with pytest.raises(ValueError, match='num_tokens must be a square'):
+        SparseFormer(dict(num_tokens=10, embed_dims=(64, 64),
+                          cortex_depth=1))
+    with pytest.raises(ValueError, match='out_type'):
+        SparseFormer('tiny', out_type='featmap')
+    with pytest.raises(ValueError, match='expects a'):
+        _small_sparseformer()(torch.randn(1, 3, 8, 8))

@@ -1,0 +1,52 @@
+"""tools/analysis_tools/visualize_rois.py on the published SparseFormer demo:
+it draws what the model computes (the RoIs and points of its trace) and
+names a config without a SparseFormer."""
+import glob
+import os.path as osp
+import sys
+
+import torch
+
+from conftest import DEMO, REPO, run_tool
+
+SPARSE_CFG = osp.join(DEMO, 'sparseformer-demo_1xb64-30e_digits.py')
+TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_rois.py')
+
+
+def _ckpt():
+    found = glob.glob(osp.join(REPO, 'checkpoints', 'demo',
+                               'sparseformer-demo_1xb64-30e_digits_*.pth'))
+    assert len(found) == 1
+    return found[0]
+
+
+def test_draws_the_models_rois(demo_cwd, tmp_path):
+    image = sorted(glob.glob(osp.join(demo_cwd, 'data', 'demo', 'cls', 'val',
+                                      '*', '*.png')))[0]
+    proc = run_tool([TOOL, SPARSE_CFG, _ckpt(), image, '--out-dir',
+                     str(tmp_path), '--tokens', '0', '5'], cwd=demo_cwd)
+    png = tmp_path / (osp.splitext(osp.basename(image))[0] + '_rois.png')
+    assert png.stat().st_size > 5_000, proc.stdout
+    assert '5 sampling steps' in proc.stdout
+    # the trace is the model's: the points drawn are standardised around
+    # the centres of the RoIs drawn
+    sys.path.insert(0, osp.dirname(TOOL))
+    from visualize_rois import build_classifier, trace_image
+    model = build_classifier(SPARSE_CFG, _ckpt())
+    _, trace, label = trace_image(model, image)
+    assert len(trace) == model.backbone.focus_iters + 1
+    step = trace[-1]
+    assert step['points'].shape == (1, 16, 9, 2)
+    roi = step['roi'][0]
+    torch.testing.assert_close(step['points'][0].mean(1),
+                               (roi[:, :2] + roi[:, 2:]) / 2)
+    assert 0 <= label < 10
+
+
+def test_rejects_a_model_without_rois(demo_cwd, tmp_path):
+    proc = run_tool([TOOL, osp.join(DEMO, 'convmixer-demo_1xb64-30e_digits.py'),
+                     _ckpt(), 'x.png', '--out-dir', str(tmp_path)],
+                    cwd=demo_cwd, check=False)
+    assert proc.returncode != 0
+    assert 'RoIs exist only in mmeffattn.SparseFormer' in proc.stderr
+    assert 'the backbone is ConvMixer' in proc.stderr

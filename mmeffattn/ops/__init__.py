@@ -10,8 +10,11 @@ from .local_attention_unfold import local_attention2d_unfold
 from .set_attention import (grid_positions, positional_log_penalty,
                             set_attention)
 from .sinkhorn import sinkhorn_log, sinkhorn_scaling
+from .sparse_sampling import (adaptive_mixing, clamp_grad,
+                              roi_sampling_points, sample_points)
 from .token_merging import (bipartite_soft_matching, max_merge, merge_schedule,
                             merge_wavg)
+from .window_attention import window_attention2d
 
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
@@ -22,4 +25,5 @@ __all__ = ['local_attention2d', 'local_attention2d_forward',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
            'grid_positions', 'positional_log_penalty',
            'bipartite_soft_matching', 'merge_wavg', 'merge_schedule',
-           'max_merge']
+           'max_merge', 'window_attention2d', 'sample_points',
+           'roi_sampling_points', 'adaptive_mixing', 'clamp_grad']

@@ -4,10 +4,17 @@ mmengine's ``FlopAnalyzer`` (fvcore) counts one multiply-add as one "flop"
 and silently skips ``aten::scaled_dot_product_attention`` and custom autograd
 functions. :func:`count_complexity` adds handlers for them and reports both
 MACs (multiply-adds) and FLOPs = 2 x MACs (the SASA paper's convention).
+
+mmcv's multi-scale deformable attention is one op to the counter: its CUDA
+autograd function, and, on CPU, its pure-PyTorch path wrapped in
+:class:`CountedDeformableAttention` while counting (otherwise only its
+``grid_sample`` calls would be seen, not the weighted sum).
 """
+import contextlib
 from math import prod
 from typing import Any, Dict, List
 
+import torch
 import torch.nn as nn
 
 
@@ -32,10 +39,59 @@ def local_attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return local_attention2d_flops(tuple(q), rel_row[0])
 
 
+def deformable_attention_macs(batch: int, queries: int, heads: int,
+                              levels: int, points: int, head_dim: int) -> int:
+    """MACs of multi-scale deformable attention (without its projections):
+    per sampled value 4 (bilinear) + 1 (attention weight)."""
+    return 5 * batch * queries * heads * levels * points * head_dim
+
+
+def deformable_attention_flop_jit(inputs: List[Any],
+                                  outputs: List[Any]) -> int:
+    """inputs: value (B, S, heads, d), spatial_shapes, [level_start_index,]
+    sampling_locations (B, Q, heads, levels, points, 2), ..."""
+    value = _shape(inputs[0])
+    locs = next(_shape(x) for x in inputs[2:] if len(_shape(x) or ()) == 6)
+    b, q, heads, levels, points, _ = locs
+    return deformable_attention_macs(b, q, heads, levels, points, value[-1])
+
+
+class CountedDeformableAttention(torch.autograd.Function):
+    """mmcv's pure-PyTorch deformable attention as one traced op."""
+
+    impl = None  # mmcv's function, set while counting
+
+    @staticmethod
+    def forward(ctx, value, spatial_shapes, sampling_locations,
+                attention_weights):
+        return CountedDeformableAttention.impl(
+            value, spatial_shapes, sampling_locations, attention_weights)
+
+
+@contextlib.contextmanager
+def _count_deformable_attention_on_cpu():
+    try:
+        import mmcv.ops.multi_scale_deform_attn as msda
+    except Exception:  # mmcv without ops: nothing to wrap
+        yield
+        return
+    original = msda.multi_scale_deformable_attn_pytorch
+    CountedDeformableAttention.impl = staticmethod(original)
+    msda.multi_scale_deformable_attn_pytorch = \
+        lambda *args: CountedDeformableAttention.apply(*args)
+    try:
+        yield
+    finally:
+        msda.multi_scale_deformable_attn_pytorch = original
+
+
 EXTRA_HANDLES = {
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'prim::PythonOp.LocalAttention2dFunction': local_attention_flop_jit,
     'mmeffattn::local_attention2d_cpu': local_attention_flop_jit,
+    'prim::PythonOp.MultiScaleDeformableAttnFunction':
+    deformable_attention_flop_jit,
+    'prim::PythonOp.CountedDeformableAttention': deformable_attention_flop_jit,
 }
 
 
@@ -48,7 +104,8 @@ def count_complexity(model: nn.Module, inputs, show_table: bool = False
     analyzer.set_op_handle(**EXTRA_HANDLES)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    macs = analyzer.total()
+    with _count_deformable_attention_on_cpu():
+        macs = analyzer.total()
     result = dict(params=parameter_count(model)[''], macs=macs,
                   flops=2 * macs,
                   unsupported=dict(analyzer.unsupported_ops()))

@@ -1,3 +1,4 @@
+from .hybrid_encoder import HybridEncoder
 from .sasa_fpn import SASAFPN
 
-__all__ = ['SASAFPN']
+__all__ = ['SASAFPN', 'HybridEncoder']

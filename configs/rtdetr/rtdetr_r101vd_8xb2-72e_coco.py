@@ -1,0 +1,25 @@
+# RT-DETR-R101: ResNet-101-vd, hybrid encoder of width 384 with a 2048-wide
+# AIFI FFN (projected to the decoder's 256); otherwise the R50 recipe.
+_base_ = './rtdetr_r50vd_8xb2-72e_coco.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(
+            checkpoint='https://download.openmmlab.com/mmclassification/v0/'
+            'resnet/resnetv1d101_b32x8_imagenet_20210531-6e13bcd3.pth')),
+    neck=[
+        dict(type='mmeffattn.HybridEncoder',
+             in_channels=[512, 1024, 2048],
+             hidden_dim=384,
+             ffn_dim=2048,
+             expansion=1.0),
+        dict(type='ChannelMapper',
+             in_channels=[384, 384, 384],
+             kernel_size=1,
+             out_channels=256,
+             act_cfg=None,
+             norm_cfg=dict(type='BN', requires_grad=True),
+             num_outs=3),
+    ],
+)

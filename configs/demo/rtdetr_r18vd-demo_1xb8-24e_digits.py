@@ -41,7 +41,7 @@ model = dict(
             cross_attn_cfg=dict(embed_dims=hidden, num_heads=4),
             ffn_cfg=dict(embed_dims=hidden,
                          feedforward_channels=4 * hidden))),
-    bbox_head=dict(num_classes=10),
+    bbox_head=dict(num_classes=10, embed_dims=hidden),
     dn_cfg=dict(group_cfg=dict(num_dn_queries=20)),
     test_cfg=dict(max_per_img=30))
 

@@ -15,6 +15,7 @@ content queries, detached, and their boxes the detached references; the
 decoder's ``query_pos`` is an MLP(4 -> 2d -> d) of the reference box and it
 has no extra output norm.
 """
+import copy
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -115,6 +116,11 @@ class RTDETR(DINO):
             if kwargs.get(key) is not None:
                 raise ValueError(f'RTDETR takes no `{key}`: the HybridEncoder '
                                  'neck is its encoder')
+        # DeformableDETR and DINO write into these dicts: building twice from
+        # one config (tools/train.py checks the config first) must work
+        for key in ('bbox_head', 'dn_cfg', 'decoder'):
+            if kwargs.get(key) is not None:
+                kwargs[key] = copy.deepcopy(kwargs[key])
         kwargs.setdefault('with_box_refine', True)
         kwargs.setdefault('as_two_stage', True)
         super().__init__(*args, num_feature_levels=num_feature_levels,

@@ -9,9 +9,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
 DEMO = osp.join(REPO, 'configs', 'demo')
 CLS_CFG = osp.join(DEMO, 'sasa-r26-demo_1xb64-20e_digits.py')
-RETINA_CFG = osp.join(DEMO, 'retinanet_sasa-r26-demo_fpn_1xb8-12e_digits.py')
-MASK_CFG = osp.join(DEMO, 'mask-rcnn_sasa-r26-demo_fpn_1xb8-12e_digits.py')
-SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb8-2k_digits-128x128.py')
+RETINA_CFG = osp.join(DEMO, 'retinanet_sasa-r26-demo_fpn_1xb8-16e_digits.py')
+MASK_CFG = osp.join(DEMO, 'mask-rcnn_sasa-r26-demo_fpn_1xb8-8e_digits.py')
+SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb8-800_digits-128x128.py')
 SET_CFG = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
 
 
@@ -38,6 +38,9 @@ def demo_cwd(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('demo_cwd')
     generate_demo_data(osp.join(cwd, 'data', 'demo'), num_det_train=16,
                        num_det_val=8, max_cls_train=128, max_cls_val=64)
+    # the published checkpoints, where the demo detectors' backbones find
+    # the demo classifier (checkpoints/demo/NAME.pth -> newest published)
+    os.symlink(osp.join(REPO, 'checkpoints'), osp.join(cwd, 'checkpoints'))
     return str(cwd)
 
 

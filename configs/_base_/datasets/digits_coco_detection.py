@@ -1,9 +1,10 @@
-# The embedded COCO-format digits (`make data`): boxes, 256x256 inputs.
+# The embedded COCO-format digits (`make data`): boxes, the 128x128 canvases
+# at their own size.
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
 data_root = 'data/demo/det/'
 metainfo = dict(classes=tuple(str(i) for i in range(10)))
-image_size = (256, 256)
+image_size = (128, 128)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -120,6 +120,20 @@ class LocalSelfAttention2d(BaseModule):
             out = F.avg_pool2d(out, 2, 2, ceil_mode=True)
         return out
 
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, heads, k*k, H, W): each query's softmax
+        weights over its window (row-major offsets), as the forward uses
+        them (before the stride-2 pooling)."""
+        from mmeffattn.ops.local_attention_unfold import \
+            local_attention2d_weights
+        bsz, _, height, width = x.shape
+        query, key = self.query(x), self.key(x)
+        attn = local_attention2d_weights(
+            self._heads(query), self._heads(key), self.rel_row, self.rel_col,
+            self.kernel_size, self.border, self.scale)
+        return attn.view(bsz, self.num_heads, -1, height, width)
+
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, '
                 f'kernel_size={self.kernel_size}, num_heads={self.num_heads}, '

@@ -135,8 +135,7 @@ class SeTAttention(BaseModule):
         return F.normalize(
             x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
 
-    def forward(self, x: torch.Tensor, hw_shape: Sequence[int],
-                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _transport_inputs(self, x, hw_shape):
         bsz, num_tokens, channels = x.shape
         height, width = hw_shape
         if height * width != num_tokens:
@@ -153,9 +152,30 @@ class SeTAttention(BaseModule):
                 self.pos_log_sigma.to(work).exp())
         basis = self.nystrom_basis() if self.feature_map == 'nystrom' \
             else None
-        out = set_attention(self.features(q, basis), self.features(k, basis),
-                            self.attn_drop(v), self.refs, self.ot_eps,
-                            self.num_iters, pos_log, mask,
+        return (self.features(q, basis), self.features(k, basis), v,
+                pos_log)
+
+    @torch.no_grad()
+    def transport_plans(self, x: torch.Tensor, hw_shape: Sequence[int],
+                        mask: Optional[torch.Tensor] = None):
+        """The plans the forward uses: (T^q, T^k), each (B, heads, N, m).
+
+        ``N * T^q[i]`` is query i's mixture over the references (sums to
+        1); ``T^k[:, j]`` is reference j's mass over the tokens (sums to
+        1/m).
+        """
+        psi_q, psi_k, v, pos_log = self._transport_inputs(x, hw_shape)
+        _, plans = set_attention(psi_q, psi_k, v, self.refs, self.ot_eps,
+                                 self.num_iters, pos_log, mask,
+                                 return_plans=True, sinkhorn=self.sinkhorn)
+        return plans
+
+    def forward(self, x: torch.Tensor, hw_shape: Sequence[int],
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        bsz, num_tokens, channels = x.shape
+        psi_q, psi_k, v, pos_log = self._transport_inputs(x, hw_shape)
+        out = set_attention(psi_q, psi_k, self.attn_drop(v), self.refs,
+                            self.ot_eps, self.num_iters, pos_log, mask,
                             sinkhorn=self.sinkhorn)
         out = out.transpose(1, 2).reshape(bsz, num_tokens, channels)
         return self.proj_drop(self.proj(out))

@@ -4,13 +4,11 @@ import glob
 import json
 import os.path as osp
 
-import numpy as np
 import pytest
 
 from conftest import DEMO, REPO
 
 pytest.importorskip('mmdet')
-pytest.importorskip('mmseg')
 
 
 def _ckpt(name):
@@ -26,11 +24,12 @@ def test_image_classification_inferencer(demo_cwd):
     inferencer = ImageClassificationInferencer(
         osp.join(DEMO, name + '.py'), pretrained=_ckpt(name), device='cpu')
     root = osp.join(demo_cwd, 'data', 'demo', 'cls')
-    lines = open(osp.join(root, 'meta', 'val.txt')).read().split('\n')[:4]
-    for line in lines:
-        path, label = line.split()
-        result = inferencer(osp.join(root, path))[0]
-        assert result['pred_label'] == int(label), (path, result)
+    lines = open(osp.join(root, 'meta', 'val.txt')).read().split('\n')[:20]
+    paths, labels = zip(*(line.split() for line in lines))
+    results = inferencer([osp.join(root, p) for p in paths], batch_size=10)
+    correct = sum(r['pred_label'] == int(label)
+                  for r, label in zip(results, labels))
+    assert correct >= 18, (correct, 'of 20')   # the demo: 98.6 % top-1
 
 
 def test_det_inferencer_retinanet(demo_cwd, monkeypatch):
@@ -52,23 +51,3 @@ def test_det_inferencer_retinanet(demo_cwd, monkeypatch):
     top = [label for label, score in zip(pred['labels'], pred['scores'])
            if score > 0.5]
     assert sorted(top) == sorted(gts), (top, gts)
-
-
-def test_mmseg_inferencer(demo_cwd, monkeypatch):
-    from mmseg.apis import MMSegInferencer
-    import mmcv
-    import mmeffattn  # noqa: F401
-    monkeypatch.chdir(demo_cwd)
-    name = 'upernet_sasa-r26-demo_1xb8-800_digits-128x128'
-    inferencer = MMSegInferencer(model=osp.join(DEMO, name + '.py'),
-                                 weights=_ckpt(name), device='cpu')
-    root = osp.join('data', 'demo', 'seg')
-    image = osp.join(root, 'images', 'validation', 'val_00000.jpg')
-    truth = mmcv.imread(osp.join(root, 'annotations', 'validation',
-                                 'val_00000.png'), flag='unchanged')
-    pred = inferencer(image)['predictions']       # (H, W), reduced labels
-    digits = truth > 0                            # 0 = "other", ignored
-    assert digits.any()
-    accuracy = (pred[digits] == truth[digits] - 1).mean()
-    assert accuracy > 0.8, accuracy
-    assert set(np.unique(truth[digits] - 1)) <= set(np.unique(pred))

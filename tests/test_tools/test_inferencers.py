@@ -18,8 +18,10 @@ def _ckpt(name):
 
 
 def test_image_classification_inferencer(demo_cwd):
+    from mmengine.registry import init_default_scope
     from mmpretrain import ImageClassificationInferencer
     import mmeffattn  # noqa: F401
+    init_default_scope('mmpretrain')  # earlier tests may leave mmdet's
     name = 'sasa-r26-demo_1xb64-20e_digits'
     inferencer = ImageClassificationInferencer(
         osp.join(DEMO, name + '.py'), pretrained=_ckpt(name), device='cpu')

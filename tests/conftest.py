@@ -15,6 +15,14 @@ SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb8-2k_digits-128x128.py')
 SET_CFG = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
 
 
+def published_checkpoint(name):
+    """The one published ``checkpoints/demo/<name>_<date>-<hash>.pth``."""
+    import glob
+    found = glob.glob(osp.join(REPO, 'checkpoints', 'demo', f'{name}_*.pth'))
+    assert len(found) == 1, f'expected one published checkpoint of {name}'
+    return found[0]
+
+
 def run_tool(args, cwd, env=None, check=True, timeout=900):
     """Run ``python tools/<args>`` (or a .sh) in ``cwd``; return the process."""
     full_env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',

@@ -1,20 +1,13 @@
 """The OpenMMLab inferencers run our demo configs with the published
 checkpoints, and their predictions are right on a val image."""
-import glob
 import json
 import os.path as osp
 
 import pytest
 
-from conftest import DEMO, REPO
+from conftest import DEMO, published_checkpoint
 
 pytest.importorskip('mmdet')
-
-
-def _ckpt(name):
-    found = glob.glob(osp.join(REPO, 'checkpoints', 'demo', f'{name}_*.pth'))
-    assert len(found) == 1, f'no published checkpoint for {name}'
-    return found[0]
 
 
 def test_image_classification_inferencer(demo_cwd):
@@ -24,7 +17,7 @@ def test_image_classification_inferencer(demo_cwd):
     init_default_scope('mmpretrain')  # earlier tests may leave mmdet's
     name = 'sasa-r26-demo_1xb64-20e_digits'
     inferencer = ImageClassificationInferencer(
-        osp.join(DEMO, name + '.py'), pretrained=_ckpt(name), device='cpu')
+        osp.join(DEMO, name + '.py'), pretrained=published_checkpoint(name), device='cpu')
     root = osp.join(demo_cwd, 'data', 'demo', 'cls')
     lines = open(osp.join(root, 'meta', 'val.txt')).read().split('\n')[:20]
     paths, labels = zip(*(line.split() for line in lines))
@@ -40,7 +33,7 @@ def test_det_inferencer_retinanet(demo_cwd, monkeypatch):
     monkeypatch.chdir(demo_cwd)    # the config's backbone init path
     name = 'retinanet_sasa-r26-demo_fpn_1xb8-16e_digits'
     inferencer = DetInferencer(model=osp.join(DEMO, name + '.py'),
-                               weights=_ckpt(name), device='cpu')
+                               weights=published_checkpoint(name), device='cpu')
     root = osp.join('data', 'demo', 'det')
     coco = json.load(open(osp.join(root, 'annotations',
                                    'instances_val.json')))

@@ -1,13 +1,12 @@
 """Every published detection demo checkpoint, evaluated by
 tools/test.py on the full embedded val set (as `make data` writes it),
 reproduces the number in configs/demo/README.md within 1 point."""
-import glob
 import os.path as osp
 import re
 
 import pytest
 
-from conftest import DEMO, REPO, TOOLS, run_tool
+from conftest import DEMO, REPO, TOOLS, published_checkpoint, run_tool
 
 BBOX, SEGM = r'coco/bbox_mAP: ([\d.]+)', r'coco/segm_mAP: ([\d.]+)'
 # config name -> (metric in tools/test.py's output, README value), ...
@@ -32,10 +31,9 @@ def full_demo_cwd(tmp_path_factory):
 
 @pytest.mark.parametrize('name', sorted(PUBLISHED))
 def test_published_checkpoint_reproduces(name, full_demo_cwd, tmp_path):
-    found = glob.glob(osp.join(REPO, 'checkpoints', 'demo', f'{name}_*.pth'))
-    assert len(found) == 1, f'no published checkpoint for {name}'
     proc = run_tool([osp.join(TOOLS, 'test.py'), osp.join(DEMO, name + '.py'),
-                     found[0], '--work-dir', str(tmp_path)], full_demo_cwd)
+                     published_checkpoint(name), '--work-dir', str(tmp_path)],
+                    full_demo_cwd)
     for pattern, expected in PUBLISHED[name]:
         values = re.findall(pattern, proc.stdout + proc.stderr)
         assert values, proc.stdout[-2000:]

@@ -8,23 +8,17 @@ import re
 
 import pytest
 
-from conftest import DEMO, REPO, TOOLS, run_tool
+from conftest import DEMO, TOOLS, published_checkpoint, run_tool
 
 pytest.importorskip('mmdet')
 
-RTDETR_CFG = osp.join(DEMO, 'rtdetr_r18vd-demo_1xb8-24e_digits.py')
-
-
-def _ckpt():
-    found = glob.glob(osp.join(REPO, 'checkpoints', 'demo',
-                               'rtdetr_r18vd-demo_1xb8-24e_digits_*.pth'))
-    assert len(found) == 1
-    return found[0]
+RTDETR_NAME = 'rtdetr_r18vd-demo_1xb8-24e_digits'
+RTDETR_CFG = osp.join(DEMO, RTDETR_NAME + '.py')
 
 
 def test_published_checkpoint_detects_the_digits(demo_cwd, tmp_path):
     show = tmp_path / 'show'
-    proc = run_tool([osp.join(TOOLS, 'test.py'), RTDETR_CFG, _ckpt(),
+    proc = run_tool([osp.join(TOOLS, 'test.py'), RTDETR_CFG, published_checkpoint(RTDETR_NAME),
                      '--work-dir', str(tmp_path / 'work'), '--show-dir',
                      str(show)], demo_cwd)
     found = re.findall(r'coco/bbox_mAP: ([\d.]+)', proc.stdout + proc.stderr)
@@ -55,7 +49,7 @@ def test_det_inferencer_finds_every_digit(demo_cwd, monkeypatch):
              a['bbox'][1] + a['bbox'][3]])
            for a in coco['annotations'] if a['image_id'] == image['id']]
     assert gts
-    inferencer = DetInferencer(model=RTDETR_CFG, weights=_ckpt(),
+    inferencer = DetInferencer(model=RTDETR_CFG, weights=published_checkpoint(RTDETR_NAME),
                                device='cpu')
     pred = inferencer(osp.join(root, 'val', image['file_name']),
                       no_save_vis=True)['predictions'][0]

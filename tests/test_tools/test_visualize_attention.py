@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import DEMO, REPO, run_tool
+from conftest import DEMO, REPO, published_checkpoint, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_attention.py')
 SASA = osp.join(DEMO, 'sasa-r26-demo_1xb64-20e_digits.py')
@@ -17,10 +17,7 @@ SET = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
 
 
 def _published(cfg):
-    name = osp.splitext(osp.basename(cfg))[0]
-    found = glob.glob(osp.join(REPO, 'checkpoints', 'demo', f'{name}_*.pth'))
-    assert len(found) == 1
-    return found[0]
+    return published_checkpoint(osp.splitext(osp.basename(cfg))[0])
 
 
 def _image(demo_cwd):

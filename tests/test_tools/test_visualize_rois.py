@@ -7,23 +7,16 @@ import sys
 
 import torch
 
-from conftest import DEMO, REPO, run_tool
+from conftest import DEMO, REPO, published_checkpoint, run_tool
 
 SPARSE_CFG = osp.join(DEMO, 'sparseformer-demo_1xb64-30e_digits.py')
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_rois.py')
 
 
-def _ckpt():
-    found = glob.glob(osp.join(REPO, 'checkpoints', 'demo',
-                               'sparseformer-demo_1xb64-30e_digits_*.pth'))
-    assert len(found) == 1
-    return found[0]
-
-
 def test_draws_the_models_rois(demo_cwd, tmp_path):
     image = sorted(glob.glob(osp.join(demo_cwd, 'data', 'demo', 'cls', 'val',
                                       '*', '*.png')))[0]
-    proc = run_tool([TOOL, SPARSE_CFG, _ckpt(), image, '--out-dir',
+    proc = run_tool([TOOL, SPARSE_CFG, published_checkpoint('sparseformer-demo_1xb64-30e_digits'), image, '--out-dir',
                      str(tmp_path), '--tokens', '0', '5'], cwd=demo_cwd)
     png = tmp_path / (osp.splitext(osp.basename(image))[0] + '_rois.png')
     assert png.stat().st_size > 5_000, proc.stdout
@@ -32,7 +25,7 @@ def test_draws_the_models_rois(demo_cwd, tmp_path):
     # the centres of the RoIs drawn
     sys.path.insert(0, osp.dirname(TOOL))
     from visualize_rois import build_classifier, trace_image
-    model = build_classifier(SPARSE_CFG, _ckpt())
+    model = build_classifier(SPARSE_CFG, published_checkpoint('sparseformer-demo_1xb64-30e_digits'))
     _, trace, label = trace_image(model, image)
     assert len(trace) == model.backbone.focus_iters + 1
     step = trace[-1]
@@ -45,7 +38,7 @@ def test_draws_the_models_rois(demo_cwd, tmp_path):
 
 def test_rejects_a_model_without_rois(demo_cwd, tmp_path):
     proc = run_tool([TOOL, osp.join(DEMO, 'convmixer-demo_1xb64-30e_digits.py'),
-                     _ckpt(), 'x.png', '--out-dir', str(tmp_path)],
+                     published_checkpoint('sparseformer-demo_1xb64-30e_digits'), 'x.png', '--out-dir', str(tmp_path)],
                     cwd=demo_cwd, check=False)
     assert proc.returncode != 0
     assert 'RoIs exist only in mmeffattn.SparseFormer' in proc.stderr

@@ -36,8 +36,54 @@ class SASALayer(nn.Module):
         return out.permute(0, 1, 4, 2, 3).reshape(b, c, h, w)
 
 
+class WindowAttentionCase(nn.Module):
+    """AlterNet's window attention on a (B, 3C, H, W) q|k|v map: ``ours``
+    (one masked SDPA call over padded windows), ``einsum`` (the reference
+    code's explicit logits + softmax per window, same padding and mask) or
+    ``global`` (SDPA over the whole map: what the window replaces)."""
+
+    def __init__(self, heads, window, impl):
+        super().__init__()
+        self.heads, self.window, self.impl = heads, window, impl
+        self.table = nn.Parameter(torch.randn(2 * window - 1, 2 * window - 1))
+
+    def forward(self, x):
+        from mmeffattn.ops.window_attention import (padding_mask,
+                                                    relative_position_index,
+                                                    window_attention2d,
+                                                    window_merge,
+                                                    window_partition)
+        q, k, v = x.chunk(3, dim=1)
+        if self.impl == 'ours':
+            return window_attention2d(q, k, v, self.window, self.table,
+                                      self.heads)
+        b, c, h, w = q.shape
+        if self.impl == 'global':
+            def split(t):
+                return t.view(b, self.heads, -1, h * w).transpose(-1, -2)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                split(q), split(k), split(v))
+            return out.transpose(-1, -2).reshape(b, c, h, w)
+        ws = self.window
+        (qw, hp, wp), (kw, _, _), (vw, _, _) = (
+            window_partition(t, ws) for t in (q, k, v))
+        qw, kw, vw = (t.unflatten(-1, (self.heads, -1)) for t in (qw, kw, vw))
+        logits = torch.einsum('bnihd,bnjhd->bnhij', qw, kw) * qw.shape[-1]**-.5
+        logits = logits + self.table.flatten()[relative_position_index(ws)]
+        if (hp, wp) != (h, w):
+            valid = padding_mask(h, w, ws)                 # (nW,1,1,w*w)
+            logits = logits.masked_fill(~valid, float('-inf'))
+        out = torch.einsum('bnhij,bnjhd->bnihd', logits.softmax(-1), vw)
+        return window_merge(out.flatten(-2), ws, h, w, hp, wp)
+
+
 def build(case):
     kind = case['kind']
+    if kind == 'window':
+        b, c, h, w = case['B'], case['C'], case['H'], case['W']
+        layer = WindowAttentionCase(case['heads'], case['window'],
+                                    case['impl'])
+        return layer, torch.randn(b, 3 * c, h, w)
     if kind == 'sasa':
         b, c, h, w = case['B'], case['C'], case['H'], case['W']
         if case['impl'] == 'conv3x3':

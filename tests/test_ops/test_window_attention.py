@@ -96,3 +96,14 @@ def test_module_macs_are_counted():
     attn = window_attention2d_flops(1, 2, h, w, 8, 4)
     assert attn == 2 * (2 * 3) * 16 * 16 * 16
     assert res['macs'] == proj + attn
+
+
+def test_benchmark_baseline_equals_the_op():
+    """--suite window compares like with like: the einsum baseline (the
+    reference code's formulation) computes what the op computes."""
+    from mmeffattn.benchmarks.cases import WindowAttentionCase
+    x = torch.randn(2, 3 * 24, 9, 10, dtype=torch.float64)
+    ours = WindowAttentionCase(3, 4, 'ours').double()
+    einsum = WindowAttentionCase(3, 4, 'einsum').double()
+    einsum.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(einsum(x), ours(x))

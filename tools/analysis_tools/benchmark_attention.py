@@ -11,6 +11,10 @@ Suites:
         robin in one process): ToMe on ViT-B/16 at 224 with r = 0, 8, 13,
         16 and the decreasing (16, -1); Castling-ViT vs DeiT-S at 224 and
         448 (speedup = img/s over the baseline of the same group).
+  window: AlterNet's window attention (one masked SDPA call over padded
+        windows, w=7, 12 heads x 64, B=8) vs the reference code's explicit
+        einsum/softmax per window vs global SDPA over the whole map, at
+        14..56 pixels a side (15 and 30 need padding).
   amp:  a backbone training step (B=8, 224x224) in fp32 and in bf16
         autocast (forward in autocast, backward outside), SASA-R50 and
         SeTformer-T, with mmpretrain's ResNet-50 for reference.
@@ -104,8 +108,17 @@ def vit_cases(quick: bool):
     return cases
 
 
+def window_cases(quick: bool):
+    """AlterNet's stage-3 MSA (12 heads x 64, window 7) on square maps."""
+    sides = (14, 15) if quick else (14, 15, 28, 30, 56)
+    return [dict(kind='window', impl=impl, B=2 if quick else 8, C=768,
+                 heads=12, window=7, H=side, W=side, group='tokens',
+                 repeat=5)
+            for side in sides for impl in ('ours', 'einsum', 'global')]
+
+
 SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases,
-              deploy=deploy_cases, vit=vit_cases)
+              deploy=deploy_cases, vit=vit_cases, window=window_cases)
 
 
 def fmt(v):

@@ -71,6 +71,25 @@ def build_config_model(cfg):
     return MODELS.build(model_cfg)
 
 
+def build_checkpoint_model(config: str, checkpoint: str, edit_cfg=None):
+    """The config's model with a checkpoint's weights (strict, loaded
+    weights-only), in eval mode; and the config. ``edit_cfg(cfg)`` may change
+    the config before the model is built. Missing files raise one
+    ``FileNotFoundError`` that names them."""
+    from mmengine.config import Config
+    from mmeffattn.utils.checkpoint import load_checkpoint_file
+    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what} file {path} does not exist')
+    cfg = Config.fromfile(config)
+    if edit_cfg is not None:
+        edit_cfg(cfg)
+    model = build_config_model(cfg)
+    state = load_checkpoint_file(checkpoint)
+    model.load_state_dict(state.get('state_dict', state), strict=True)
+    return model.eval(), cfg
+
+
 def check_config(cfg, build_model: bool = True) -> None:
     """Fail early, before the Runner writes anything, with one clear error.
 

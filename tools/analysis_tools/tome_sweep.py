@@ -60,26 +60,17 @@ def parse_args(argv=None):
 def build_tome_classifier(config, checkpoint):
     """The config's classifier with a ToMe backbone and the checkpoint's
     weights (strict), in eval mode; and the config."""
-    from mmengine.config import Config
-    from mmeffattn.utils import load_checkpoint_file
-    from mmeffattn.utils.launch import build_config_model
-    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} file {path} does not exist')
-    cfg = Config.fromfile(config)
-    backbone = cfg.model.backbone
-    if backbone.type in PLAIN_VIT:
-        backbone.type = TOME_VIT
-    elif backbone.type != TOME_VIT:
-        raise ValueError(f'{config}: the backbone is {backbone.type}; the '
-                         f'ToMe sweep needs a VisionTransformer or a '
-                         f'ToMeVisionTransformer')
-    model = build_config_model(cfg)
-    state = load_checkpoint_file(checkpoint)
-    state = state.get('state_dict', state)
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    return model, cfg
+    from mmeffattn.utils.launch import build_checkpoint_model
+
+    def to_tome(cfg):
+        backbone = cfg.model.backbone
+        if backbone.type in PLAIN_VIT:
+            backbone.type = TOME_VIT
+        elif backbone.type != TOME_VIT:
+            raise ValueError(f'{config}: the backbone is {backbone.type}; '
+                             'the ToMe sweep needs a VisionTransformer or a '
+                             'ToMeVisionTransformer')
+    return build_checkpoint_model(config, checkpoint, to_tome)
 
 
 def val_batches(cfg):

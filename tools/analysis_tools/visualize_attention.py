@@ -22,7 +22,6 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -42,19 +41,8 @@ def parse_args(argv=None):
 
 
 def load_model(config, checkpoint):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmeffattn.utils import load_checkpoint_file
-    from mmeffattn.utils.launch import build_config_model
-    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} file {path} does not exist')
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = build_config_model(cfg)
-    state = load_checkpoint_file(checkpoint)
-    model.load_state_dict(state.get('state_dict', state), strict=True)
-    return model.eval(), cfg
+    from mmeffattn.utils.launch import build_checkpoint_model
+    return build_checkpoint_model(config, checkpoint)
 
 
 def attention_layers(model):

@@ -33,21 +33,17 @@ def build_classifier(config, checkpoint):
     """The config's classifier with the checkpoint's weights (strict, loaded
     weights-only), in eval mode. Raises unless the backbone is a
     SparseFormer."""
-    from mmengine.config import Config
     from mmeffattn.models.backbones import SparseFormer
-    from mmeffattn.utils import load_checkpoint_file
-    from mmeffattn.utils.launch import build_config_model
-    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} file {path} does not exist')
-    model = build_config_model(Config.fromfile(config))
-    if not isinstance(getattr(model, 'backbone', None), SparseFormer):
-        raise ValueError(f'{config}: the backbone is '
-                         f'{type(getattr(model, "backbone", None)).__name__}'
-                         '; RoIs exist only in mmeffattn.SparseFormer')
-    state = load_checkpoint_file(checkpoint)
-    model.load_state_dict(state.get('state_dict', state), strict=True)
-    return model.eval()
+    from mmeffattn.utils.launch import build_checkpoint_model
+
+    def check(cfg):
+        kind = cfg.model.get('backbone', {}).get('type')
+        if kind not in ('SparseFormer', 'mmeffattn.SparseFormer'):
+            raise ValueError(f'{config}: the backbone is {kind}; RoIs exist '
+                             'only in mmeffattn.SparseFormer')
+    model, _ = build_checkpoint_model(config, checkpoint, check)
+    assert isinstance(model.backbone, SparseFormer)
+    return model
 
 
 @torch.no_grad()

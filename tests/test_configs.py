@@ -135,6 +135,10 @@ def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 1
+    # the checkpoint is written, then dropped: full-size ones reach 1 GB
+    assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
+    for path in glob.glob(str(tmp_path / '**' / '*.pth'), recursive=True):
+        os.remove(path)
     metrics = runner.val_loop.run()
     assert metrics and all(v == v for v in metrics.values()
                            if isinstance(v, float))

@@ -1,6 +1,8 @@
 """One benchmark case per process: ``python -m mmeffattn.benchmarks.cases --case JSON``.
 
-Prints one JSON line: fwd and fwd+bwd median ms and the fwd+bwd peak memory.
+Prints one JSON line: fwd and fwd+bwd median ms (with the min and max of the
+repeats) and the fwd+bwd peak memory; round-robin kinds ('vit', 'backbones')
+print one row per variant.
 """
 import argparse
 import json
@@ -10,7 +12,7 @@ import time
 import torch
 import torch.nn as nn
 
-from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib, time_fn,
+from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib,
                                        time_round_robin, time_samples)
 
 
@@ -149,6 +151,8 @@ def run_vit_round_robin(case):
 def run(case):
     if case['kind'] == 'vit':
         return run_vit_round_robin(case)
+    if case['kind'] == 'backbones':
+        return run_backbone_round_robin(case)
     torch.manual_seed(0)
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     layer, x = build(case)
@@ -196,11 +200,65 @@ def run(case):
                                              enabled=autocast):
             layer(x)
 
-    reps = case.get('repeat', 3)
-    return dict(case, fwd_ms=time_fn(fwd, 1, reps),
-                fwdbwd_ms=time_fn(fwd_bwd, 0, reps),
+    reps = case.get('repeat', 5)
+    fwd_samples = time_samples(fwd, 1, reps)
+    # the fwd+bwd above (the memory reading) was its warm-up
+    bwd_samples = time_samples(fwd_bwd, 0, reps)
+    return dict(case, **spread('fwd_ms', fwd_samples),
+                **spread('fwdbwd_ms', bwd_samples),
                 peak_mib=max(peak - base, 0.0),
                 peak_is_lower_bound=peak <= peak0)
+
+
+def spread(name, samples):
+    """``name``: the median of the samples; ``name_min``/``name_max``."""
+    return {name: statistics.median(samples), f'{name}_min': min(samples),
+            f'{name}_max': max(samples)}
+
+
+def run_backbone_round_robin(case):
+    """Training steps (fwd+bwd, B images) and inference (eval, no_grad) of
+    several full-size backbones built in this one process, each timed round
+    robin (a warm-up round, then ``repeat`` rounds), so that the machine's
+    drifts hit every variant alike. The first variant's img/s over the
+    last's (the baseline) is its ``train_speedup`` / ``infer_speedup``."""
+    from mmeffattn.benchmarks.set_cases import build_backbone_case
+    torch.set_num_threads(case.get('threads', torch.get_num_threads()))
+    shared = {k: v for k, v in case.items() if k not in ('variants', 'kind')}
+    models = []
+    for impl in case['variants']:
+        torch.manual_seed(0)
+        models.append(build_backbone_case(dict(shared, impl=impl)))
+
+    def step(model, x):
+        model.train()
+        outs = model(x)
+        sum(o.float().sum() for o in outs).backward()
+        model.zero_grad(set_to_none=True)
+
+    def infer(model, x):
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    repeat = case.get('repeat', 5)
+    train = time_round_robin([lambda mx=mx: step(*mx) for mx in models],
+                             repeat)
+    test = time_round_robin([lambda mx=mx: infer(*mx) for mx in models],
+                            repeat)
+    rows = []
+    for impl, t_train, t_test in zip(case['variants'], train, test):
+        row = dict(shared, impl=impl, **spread('train_ms', t_train),
+                   **spread('infer_ms', t_test))
+        row['train_img_s'] = case['B'] * 1e3 / row['train_ms']
+        row['infer_img_s'] = case['B'] * 1e3 / row['infer_ms']
+        rows.append(row)
+    for row in rows:
+        row['train_speedup'] = round(row['train_img_s'] /
+                                     rows[-1]['train_img_s'], 3)
+        row['infer_speedup'] = round(row['infer_img_s'] /
+                                     rows[-1]['infer_img_s'], 3)
+    return dict(case, rows=rows)
 
 
 if __name__ == '__main__':

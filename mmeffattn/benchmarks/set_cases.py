@@ -43,19 +43,27 @@ def build_set_case(case):
     return WithShape(attn, hw), torch.randn(case['B'], hw[0] * hw[1], c)
 
 
+BACKBONES = ('setformer-t', 'setformer-s', 'swin-t', 'swin-s', 'sasa-r50',
+             'resnet-50')
+
+
 def build_backbone_case(case):
-    if case['impl'] == 'setformer-t':
+    """A full-size backbone in train mode (drop path off) and its input."""
+    impl = case['impl']
+    if impl not in BACKBONES:
+        raise ValueError(f'unknown backbone {impl!r}; one of {BACKBONES}')
+    if impl.startswith('setformer'):
         from mmeffattn.models import SeTformer
-        model = SeTformer('tiny', drop_path_rate=0.0)
-    elif case['impl'] == 'sasa-r50':
+        model = SeTformer(impl[-1], drop_path_rate=0.0)
+    elif impl == 'sasa-r50':
         from mmeffattn.models import SASAResNet
         model = SASAResNet(50)
-    elif case['impl'] == 'resnet-50':
+    elif impl == 'resnet-50':
         from mmpretrain.models import ResNet
         model = ResNet(50)
     else:
         from mmpretrain.models import SwinTransformer
-        model = SwinTransformer('tiny', drop_path_rate=0.0)
+        model = SwinTransformer(impl[-1], drop_path_rate=0.0)
     model.init_weights()
     model.train()
     return model, torch.randn(case['B'], 3, case['H'], case['W'])

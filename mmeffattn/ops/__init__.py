@@ -8,6 +8,7 @@ from .local_attention import (LocalAttention2dFunction, local_attention2d,
 from .local_attention_cpu_op import local_attention2d_cpu
 from .local_attention_unfold import local_attention2d_unfold
 from .set_attention import (grid_positions, positional_log_penalty,
+                            squared_distances,
                             set_attention)
 from .sinkhorn import sinkhorn_log, sinkhorn_scaling
 from .sparse_sampling import (adaptive_mixing, clamp_grad,
@@ -23,7 +24,7 @@ __all__ = ['local_attention2d', 'local_attention2d_forward',
            'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features',
            'nystrom_basis',
            'gaussian_sphere_kernel', 'inverse_sqrt_psd', 'set_attention',
-           'grid_positions', 'positional_log_penalty',
+           'grid_positions', 'positional_log_penalty', 'squared_distances',
            'bipartite_soft_matching', 'merge_wavg', 'merge_schedule',
            'max_merge', 'window_attention2d', 'sample_points',
            'roi_sampling_points', 'adaptive_mixing', 'clamp_grad']

@@ -18,7 +18,8 @@ from typing import Optional
 
 import torch
 
-from .sinkhorn import sinkhorn_log, sinkhorn_scaling
+from .set_transport import set_transport, transport_plans
+from .sinkhorn import sinkhorn_log
 
 
 def grid_positions(height: int, width: int, device=None,
@@ -29,12 +30,25 @@ def grid_positions(height: int, width: int, device=None,
     return torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(-1, 2)
 
 
-def positional_log_penalty(token_pos: torch.Tensor, ref_pos: torch.Tensor,
-                           sigma: torch.Tensor) -> torch.Tensor:
-    """``-|p_i - p_j|^2 / (2 sigma_h^2)``: (N, 2), (m, 2), (h,) -> (h, N, m)."""
+def squared_distances(token_pos: torch.Tensor,
+                      ref_pos: torch.Tensor) -> torch.Tensor:
+    """``|p_i - p_j|^2``: (N, 2), (m, 2) -> (N, m)."""
     # (N, m, 2) differences: exact, exportable (cdist is not), N*m*2 small
-    dist2 = (token_pos[:, None] - ref_pos[None]).square().sum(-1)
-    return -dist2[None] / (2 * sigma[:, None, None]**2)
+    return (token_pos[:, None] - ref_pos[None]).square().sum(-1)
+
+
+def positional_log_penalty(token_pos: torch.Tensor, ref_pos: torch.Tensor,
+                           sigma: torch.Tensor,
+                           dist2: Optional[torch.Tensor] = None
+                           ) -> torch.Tensor:
+    """``-|p_i - p_j|^2 / (2 sigma_h^2)``: (N, 2), (m, 2), (h,) -> (h, N, m).
+
+    ``dist2``: the (N, m) squared distances, if already computed (they
+    depend on the grid shape only; SeTAttention caches them per shape).
+    """
+    if dist2 is None:
+        dist2 = squared_distances(token_pos, ref_pos)
+    return dist2[None] * (-0.5 / sigma[:, None, None]**2)
 
 
 def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
@@ -54,8 +68,10 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
         num_iters: Sinkhorn iterations L.
         pos_log: (h, N, m) additive log positional penalty, or None.
         mask: (B, N) bool, True for valid tokens, or None.
-        sinkhorn: ``'scaling'`` (stabilised scaling domain, fast) or
-            ``'log'`` (log domain); the same plans.
+        sinkhorn: ``'scaling'`` (stabilised scaling domain, fused with the
+            gather / scatter into one autograd function that saves only the
+            Gibbs kernels; fast, lean) or ``'log'`` (log domain through
+            autograd; the reference); the same plans.
         chunk_bytes: the batch is processed in chunks whose (h, N, m) plans
             take about this many bytes, so that Sinkhorn's passes over the
             plans stay in cache (time stays linear in N for large N).
@@ -74,7 +90,7 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
         sl = slice(start, start + step)
         out, (plan_q, plan_k) = _set_attention_chunk(
             psi_q[sl], psi_k[sl], v[sl], refs, eps, num_iters, pos_log,
-            None if mask is None else mask[sl], sinkhorn)
+            None if mask is None else mask[sl], sinkhorn, return_plans)
         outs.append(out)
         plans_q.append(plan_q)
         plans_k.append(plan_k)
@@ -85,20 +101,24 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
 
 
 def _set_attention_chunk(psi_q, psi_k, v, refs, eps, num_iters, pos_log,
-                         mask, sinkhorn):
+                         mask, sinkhorn, return_plans):
     num_tokens, num_refs = psi_k.shape[-2], refs.shape[-2]
     work = torch.promote_types(psi_k.dtype, torch.float32)
     refs_t = refs.to(work).transpose(-1, -2) / eps  # (h, a, m), small
     log_k = psi_k.to(work) @ refs_t
     log_q = psi_q.to(work) @ refs_t
-    if pos_log is not None:
-        log_k = log_k + pos_log.to(work)
-        log_q = log_q + pos_log.to(work)
+    if pos_log is not None:  # in place: the products are not saved
+        log_k += pos_log.to(work)
+        log_q += pos_log.to(work)
     if mask is not None:
         mask = mask[:, None].expand(log_k.shape[:-1])
-    solve = sinkhorn_scaling if sinkhorn == 'scaling' else sinkhorn_log
-    plan_k = solve(log_k, num_iters, mask=mask, last='col')
-    plan_q = solve(log_q, num_iters, mask=mask, last='row')
+    if sinkhorn == 'scaling':
+        out = set_transport(log_q, log_k, v, num_iters, mask)
+        plans = transport_plans(log_q, log_k, num_iters, mask) \
+            if return_plans else (None, None)
+        return out, plans
+    plan_k = sinkhorn_log(log_k, num_iters, mask=mask, last='col')
+    plan_q = sinkhorn_log(log_q, num_iters, mask=mask, last='row')
     n_valid = num_tokens if mask is None else mask.sum(-1, keepdim=True)[
         ..., None].to(work)
     gather = (num_refs * plan_k).to(v.dtype).transpose(-1, -2) @ v
@@ -106,4 +126,5 @@ def _set_attention_chunk(psi_q, psi_k, v, refs, eps, num_iters, pos_log,
     return out, (plan_q, plan_k)
 
 
-__all__ = ['set_attention', 'grid_positions', 'positional_log_penalty']
+__all__ = ['set_attention', 'grid_positions', 'positional_log_penalty',
+           'squared_distances']

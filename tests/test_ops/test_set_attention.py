@@ -88,3 +88,140 @@ def test_mask_excludes_padding_tokens():
     v2[0, :, 5:] = 1e6  # values of padded tokens must not leak
     out2 = set_attention(psi_q, psi_k, v2, refs, 0.5, 3, mask=mask)
     torch.testing.assert_close(out[0, :, :5], out2[0, :, :5])
+
+
+@pytest.mark.parametrize('hw,num_iters,masked', [((5, 3), 1, False),
+                                                 ((7, 4), 3, True),
+                                                 ((3, 2), 4, True)])
+def test_fused_transport_equals_log_domain_with_gradients(hw, num_iters,
+                                                          masked):
+    """The fused function (hand-written backward, saves only the kernels)
+    gives the log-domain autograd path's outputs and gradients."""
+    psi_q, psi_k, v, refs, pos = inputs(*hw)
+    mask = None
+    if masked:
+        mask = torch.ones(2, hw[0] * hw[1], dtype=torch.bool)
+        mask[0, -2:] = False
+    weight = torch.randn(2, 2, hw[0] * hw[1], 4, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(1))
+    results = []
+    for sinkhorn in ('log', 'scaling'):
+        args = [t.clone().requires_grad_() for t in (psi_q, psi_k, v, refs,
+                                                     pos)]
+        out = set_attention(*args[:4], 0.7, num_iters, args[4], mask=mask,
+                            sinkhorn=sinkhorn)
+        (out * weight).sum().backward()
+        results.append((out, [t.grad for t in args]))
+    (ref, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref)
+    for name, got, want in zip(('psi_q', 'psi_k', 'v', 'refs', 'pos'),
+                               grads, ref_grads):
+        torch.testing.assert_close(got, want, msg=name)
+
+
+def test_fused_gradcheck_with_mask():
+    psi_q, psi_k, v, refs, pos = inputs(height=3, width=3)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    args = [t.requires_grad_() for t in (psi_q, psi_k, v, refs, pos)]
+    assert torch.autograd.gradcheck(
+        lambda a, b, c, r, p: set_attention(a, b, c, r, 0.7, 2, p, mask=mask),
+        args)
+
+
+def test_fused_transport_under_bf16_autocast_runs_in_fp32():
+    psi_q, psi_k, v, refs, pos = (t.float() for t in inputs())
+    ref = set_attention(psi_q, psi_k, v, refs, 0.5, 3, pos)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = set_attention(psi_q, psi_k, v.bfloat16(), refs, 0.5, 3, pos)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+
+
+def _nystrom_case(masked):
+    from mmeffattn.ops import nystrom_basis
+    g = torch.Generator().manual_seed(0)
+    dt = torch.float64
+    bsz, heads, height, width, d, a, m = 3, 2, 5, 3, 4, 6, 4
+    n = height * width
+    qkv = torch.randn(bsz, n, 3, heads, d, generator=g, dtype=dt)
+    anchors = torch.randn(heads, a, d, generator=g, dtype=dt)
+    refs = torch.randn(heads, m, a, generator=g, dtype=dt)
+    pos = positional_log_penalty(grid_positions(height, width, dtype=dt),
+                                 grid_positions(2, 2, dtype=dt),
+                                 torch.tensor([0.3, 0.6], dtype=dt))
+    mask = None
+    if masked:
+        mask = torch.ones(bsz, n, dtype=torch.bool)
+        mask[0, -3:] = False
+
+    def reference(qkv, anchors, refs, pos):
+        basis = nystrom_basis(anchors, 0.5)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        return set_attention(
+            nystrom_features(q, anchors, 0.5, basis=basis),
+            nystrom_features(k, anchors, 0.5, basis=basis), v, refs, 0.7,
+            3, pos, mask=mask, sinkhorn='log').transpose(1, 2)
+
+    def fused(qkv, anchors, refs, pos, chunk_bytes=4 << 20):
+        from mmeffattn.ops.set_transport import set_attention_nystrom
+        z, k_inv_sqrt = nystrom_basis(anchors, 0.5)
+        weight = k_inv_sqrt @ refs.transpose(-1, -2) / 0.7
+        return set_attention_nystrom(qkv, z, weight, 0.5, 3, pos, mask,
+                                     chunk_bytes=chunk_bytes)
+
+    return (qkv, anchors, refs, pos), reference, fused
+
+
+@pytest.mark.parametrize('masked', [False, True])
+@pytest.mark.parametrize('chunk_bytes', [4 << 20, 1])
+def test_fused_nystrom_attention_equals_reference(masked, chunk_bytes):
+    """Features, log kernels and transport in one function (from the qkv
+    layout, batch chunk by chunk) equal the log-domain autograd path."""
+    inputs_, reference, fused = _nystrom_case(masked)
+    weight = torch.randn(3, 15, 2, 4, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(1))
+    results = []
+    for fn in (reference, lambda *a: fused(*a, chunk_bytes=chunk_bytes)):
+        args = [t.clone().requires_grad_() for t in inputs_]
+        out = fn(*args)
+        (out * weight).sum().backward()
+        results.append((out, [t.grad for t in args]))
+    (ref, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref)
+    for name, got, want in zip(('qkv', 'anchors', 'refs', 'pos'), grads,
+                               ref_grads):
+        torch.testing.assert_close(got, want, msg=name)
+
+
+def test_fused_nystrom_gradcheck():
+    inputs_, _, fused = _nystrom_case(masked=True)
+    args = [t.clone().requires_grad_() for t in inputs_]
+    assert torch.autograd.gradcheck(
+        lambda *a: fused(*a, chunk_bytes=1), args)
+
+
+def test_set_attention_module_fused_equals_log_domain():
+    """SeTAttention's fused forward (Nystrom + scaling) and its log-domain
+    reference path agree, outputs and every parameter's gradient."""
+    from mmeffattn.models import SeTAttention
+    torch.manual_seed(0)
+    fused = SeTAttention(16, 2, num_refs=9).double()
+    ref = SeTAttention(16, 2, num_refs=9, sinkhorn='log').double()
+    ref.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 15, 16, dtype=torch.float64)
+    mask = torch.ones(2, 15, dtype=torch.bool)
+    mask[1, -4:] = False
+    weight = torch.randn(2, 15, 16, dtype=torch.float64)
+    for m in (None, mask):
+        fused.zero_grad()
+        ref.zero_grad()
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out1, out2 = fused(x1, (5, 3), m), ref(x2, (5, 3), m)
+        (out1 * weight).sum().backward()
+        (out2 * weight).sum().backward()
+        torch.testing.assert_close(out1, out2)
+        torch.testing.assert_close(x1.grad, x2.grad)
+        for (name, p1), p2 in zip(fused.named_parameters(),
+                                  ref.parameters()):
+            torch.testing.assert_close(p1.grad, p2.grad, msg=name)

@@ -28,3 +28,22 @@ def test_vit_round_robin_reports_every_variant():
     assert [r['impl'] for r in rows] == ['tome', 'tome', 'castling', 'deit']
     assert rows[1]['tome_r'] == [2, -1]
     assert all(r['fwd_ms'] > 0 and r['img_s'] > 0 for r in rows)
+
+
+def test_backbone_round_robin_reports_train_and_inference():
+    from mmeffattn.benchmarks.cases import run_backbone_round_robin
+    case = dict(kind='backbones', group='backbone', H=32, W=32, B=1,
+                repeat=1, threads=1, variants=['sasa-r50', 'resnet-50'])
+    rows = run_backbone_round_robin(case)['rows']
+    assert [r['impl'] for r in rows] == ['sasa-r50', 'resnet-50']
+    for r in rows:
+        assert r['train_ms_min'] <= r['train_ms'] <= r['train_ms_max']
+        assert r['infer_img_s'] > 0
+    assert rows[1]['train_speedup'] == rows[1]['infer_speedup'] == 1.0
+
+
+def test_unknown_backbone_is_named():
+    import pytest
+    from mmeffattn.benchmarks.set_cases import build_backbone_case
+    with pytest.raises(ValueError, match="'vgg'"):
+        build_backbone_case(dict(impl='vgg', B=1, H=32, W=32))

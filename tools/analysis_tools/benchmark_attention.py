@@ -4,7 +4,10 @@ Suites:
   sasa: our SASA op vs the naive unfold implementation vs a 3x3 conv of the
         same width (B=8, C=128, 56x56, k=7, 8 heads) + sweeps over k and size.
   set:  SeT attention vs global softmax attention (torch SDPA) at N = 196,
-        784, 3136, 12544 tokens, and whole-backbone throughput.
+        784, 3136, 12544 tokens (B=8, C=64, 2 heads).
+  backbone: a training step (fwd+bwd) and inference of whole backbones at
+        224x224, B=8, each timed round robin against what it replaces in one
+        process: SeTformer-T/S vs Swin-T/S, SASA-R50 vs ResNet-50.
   deploy: eval forward, eager vs torch.compile, and SeT's cached Nystrom
         normalisation vs a per-forward eigendecomposition.
   vit:  eval forward (B=8, median of 7, the variants of a group timed round
@@ -19,7 +22,9 @@ Suites:
         autocast (forward in autocast, backward outside), SASA-R50 and
         SeTformer-T, with mmpretrain's ResNet-50 for reference.
 
-Each case runs in a fresh process (clean peak-memory reading). Prints a table,
+Times are the median of 5 repeats after a warm-up (the table also gives the
+min and max), with a fixed thread count (--threads). Each case runs in a
+fresh process (clean peak-memory reading). Prints a table,
 writes ``<out-dir>/<suite>.json`` and ``<out-dir>/<suite>.png``.
 
   python tools/analysis_tools/benchmark_attention.py --suite sasa --out-dir docs/benchmarks
@@ -65,10 +70,20 @@ def set_cases(quick: bool):
             cases.append(dict(kind='set', impl=impl, B=2 if quick else 8,
                               C=64, heads=2, H=side, W=side,
                               group='tokens', repeat=5))
-    for arch in ('setformer-t', 'swin-t'):
-        cases.append(dict(kind='backbone', impl=arch, B=2 if quick else 8,
-                          H=224, W=224, group='backbone', repeat=2))
     return cases
+
+
+def backbone_cases(quick: bool):
+    """Whole backbones, each against what it replaces, timed round robin in
+    one process: a training step (fwd+bwd) and inference (eval, no_grad)."""
+    size, bsz = (64, 2) if quick else (224, 8)
+    pairs = [('setformer-t', 'swin-t'), ('setformer-s', 'swin-s'),
+             ('sasa-r50', 'resnet-50')]
+    if quick:
+        pairs = pairs[:1]
+    return [dict(kind='backbones', variants=list(pair), B=bsz, H=size,
+                 W=size, group='backbone', repeat=2 if quick else 5)
+            for pair in pairs]
 
 
 def amp_cases(quick: bool):
@@ -118,7 +133,8 @@ def window_cases(quick: bool):
 
 
 SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases,
-              deploy=deploy_cases, vit=vit_cases, window=window_cases)
+              deploy=deploy_cases, vit=vit_cases, window=window_cases,
+              backbone=backbone_cases)
 
 
 def fmt(v):
@@ -138,10 +154,15 @@ def add_speedups(rows):
 
 
 def print_table(rows, keys):
-    extra = [c for c in ('fwd_ms_min', 'fwd_ms_max', 'img_s', 'speedup')
-             if any(c in r for r in rows)]
-    cols = keys + ['fwd_ms'] + extra + ['fwdbwd_ms', 'peak_mib'] + (
-        ['first_call_ms'] if any('first_call_ms' in r for r in rows) else [])
+    if any('train_ms' in r for r in rows):
+        cols = keys + [f'{p}{s}' for p in ('train_', 'infer_')
+                       for s in ('ms', 'ms_min', 'ms_max', 'img_s',
+                                 'speedup')]
+    else:
+        cols = keys + [c for c in (
+            'fwd_ms', 'fwd_ms_min', 'fwd_ms_max', 'img_s', 'speedup',
+            'fwdbwd_ms', 'fwdbwd_ms_min', 'fwdbwd_ms_max', 'peak_mib',
+            'first_call_ms') if any(c in r for r in rows)]
     print(' | '.join(f'{c:>9}' for c in cols))
     for r in rows:
         if 'error' in r:
@@ -156,7 +177,7 @@ def plot(rows, suite, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     ok = [r for r in rows if 'error' not in r]
-    if suite in ('amp', 'deploy', 'vit'):
+    if suite in ('amp', 'deploy', 'vit', 'backbone'):
         return
     if suite == 'sasa':
         panels = [('sweep_k', 'k'), ('sweep_size', 'H')]
@@ -194,10 +215,13 @@ def main(argv=None):
     parser.add_argument('--out-dir', default='work_dirs/benchmarks')
     parser.add_argument('--quick', action='store_true',
                         help='small sizes (smoke test)')
+    parser.add_argument('--threads', type=int,
+                        default=torch.get_num_threads(),
+                        help='intra-op threads of every case (fixed)')
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     suites = sorted(SUITES) if args.suite == 'all' else [args.suite]
-    env = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+    env = dict(torch=torch.__version__, threads=args.threads,
                cpu=platform.processor() or platform.machine(),
                cuda=torch.cuda.is_available(), command=' '.join(sys.argv))
     results = {}
@@ -205,6 +229,7 @@ def main(argv=None):
         cases = SUITES[suite](args.quick)
         rows = []
         for case in cases:
+            case.setdefault('threads', args.threads)
             result = run_isolated(MODULE, case)
             # round-robin cases report one row per variant
             rows.extend(result.pop('rows', None) or [result])

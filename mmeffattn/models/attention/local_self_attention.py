@@ -106,12 +106,25 @@ class LocalSelfAttention2d(BaseModule):
         return x.view(bsz, self.num_heads, -1, height, width).permute(
             0, 1, 3, 4, 2)
 
+    def projections(self, x: torch.Tensor):
+        """``query(x), key(x), value(x)``: one 1x1 conv (one GEMM) with the
+        three weights stacked; under autocast, q and k in fp32 (see
+        :func:`query_key_fp32`) and v in low precision."""
+        if torch.is_autocast_enabled(x.device.type):
+            query, key = query_key_fp32(self.query, self.key, x)
+            return query, key, self.value(x)
+        projs = (self.query, self.key, self.value)
+        weight = torch.cat([p.weight for p in projs])
+        bias = None if self.query.bias is None else torch.cat(
+            [p.bias for p in projs])
+        return F.conv2d(x, weight, bias).chunk(3, dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, _, height, width = x.shape
-        query, key = query_key_fp32(self.query, self.key, x)
+        query, key, value = self.projections(x)
         out = local_attention2d(
             self._heads(query), self._heads(key),
-            self._heads(self.value(x)), self.rel_row, self.rel_col,
+            self._heads(value), self.rel_row, self.rel_col,
             self.kernel_size, self.border, self.scale, self.block_size,
             self.impl)
         out = out.permute(0, 1, 4, 2, 3).reshape(bsz, self.out_channels,

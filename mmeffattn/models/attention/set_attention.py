@@ -7,9 +7,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from mmeffattn.ops.set_transport import set_attention_nystrom
 from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
                            nystrom_features, positional_log_penalty,
-                           set_attention)
+                           set_attention, squared_distances)
 from mmeffattn.registry import MODELS
 
 FEATURE_MAPS = ('nystrom', 'linear')
@@ -94,6 +95,7 @@ class SeTAttention(BaseModule):
                 torch.full((num_heads, ), math.log(1.0 / side)))
             self.register_buffer('ref_pos', grid_positions(side, side),
                                  persistent=False)
+            self._dist2_cache = {}
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -127,6 +129,20 @@ class SeTAttention(BaseModule):
             self.nystrom_basis()  # cache now, outside any trace
         return self
 
+    def grid_distances(self, height: int, width: int, device,
+                       dtype) -> torch.Tensor:
+        """(H*W, m) squared distances of token to reference positions,
+        computed once per grid shape (they hold no parameter)."""
+        key = (height, width, device, dtype)
+        dist2 = self._dist2_cache.get(key)
+        if dist2 is None:
+            dist2 = squared_distances(
+                grid_positions(height, width, device, dtype),
+                self.ref_pos.to(device, dtype))
+            if not (torch.compiler.is_compiling() or is_exporting()):
+                self._dist2_cache = {key: dist2}  # the newest shape only
+        return dist2
+
     def features(self, x: torch.Tensor, basis=None) -> torch.Tensor:
         """(B, h, N, d) -> (B, h, N, a) kernel features."""
         if self.feature_map == 'nystrom':
@@ -135,21 +151,29 @@ class SeTAttention(BaseModule):
         return F.normalize(
             x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
 
-    def _transport_inputs(self, x, hw_shape):
-        bsz, num_tokens, channels = x.shape
+    def _positional_term(self, x, hw_shape):
+        """The (h, N, m) positional log penalty, or None; checks the shape."""
         height, width = hw_shape
-        if height * width != num_tokens:
+        if height * width != x.shape[1]:
             raise ValueError(f'hw_shape {tuple(hw_shape)} does not match '
-                             f'{num_tokens} tokens')
+                             f'{x.shape[1]} tokens')
+        if not self.pos_penalty:
+            return None
+        work = torch.promote_types(x.dtype, torch.float32)
+        return positional_log_penalty(
+            None, None, self.pos_log_sigma.to(work).exp(),
+            dist2=self.grid_distances(height, width, x.device, work))
+
+    def _projections(self, x, hw_shape):
+        """q, k, v (B, h, N, d) and the (h, N, m) positional log penalty."""
+        pos_log = self._positional_term(x, hw_shape)
+        bsz, num_tokens, _ = x.shape
         q, k, v = self.qkv(x).view(bsz, num_tokens, 3, self.num_heads,
                                    self.head_dims).permute(2, 0, 3, 1, 4)
-        pos_log = None
-        if self.pos_penalty:
-            work = torch.promote_types(x.dtype, torch.float32)
-            tok_pos = grid_positions(height, width, x.device, work)
-            pos_log = positional_log_penalty(
-                tok_pos, self.ref_pos.to(work),
-                self.pos_log_sigma.to(work).exp())
+        return q, k, v, pos_log
+
+    def _transport_inputs(self, x, hw_shape):
+        q, k, v, pos_log = self._projections(x, hw_shape)
         basis = self.nystrom_basis() if self.feature_map == 'nystrom' \
             else None
         return (self.features(q, basis), self.features(k, basis), v,
@@ -173,6 +197,20 @@ class SeTAttention(BaseModule):
     def forward(self, x: torch.Tensor, hw_shape: Sequence[int],
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         bsz, num_tokens, channels = x.shape
+        fused = self.feature_map == 'nystrom' and self.sinkhorn == 'scaling'
+        if fused and not (self.training and self.attn_drop.p > 0):
+            # features, log kernels and transport in one function, on the
+            # qkv projection as laid out (no permuted copies)
+            pos_log = self._positional_term(x, hw_shape)
+            z, k_inv_sqrt = self.nystrom_basis()
+            weight = k_inv_sqrt @ (self.refs.to(z.dtype).transpose(-1, -2)
+                                   / self.ot_eps)
+            qkv = self.qkv(x).view(bsz, num_tokens, 3, self.num_heads,
+                                   self.head_dims)
+            out = set_attention_nystrom(qkv, z, weight, self.kernel_sigma,
+                                        self.num_iters, pos_log, mask)
+            return self.proj_drop(self.proj(out.reshape(bsz, num_tokens,
+                                                        channels)))
         psi_q, psi_k, v, pos_log = self._transport_inputs(x, hw_shape)
         out = set_attention(psi_q, psi_k, self.attn_drop(v), self.refs,
                             self.ot_eps, self.num_iters, pos_log, mask,

@@ -1,5 +1,6 @@
-"""Fused SeT transport: Sinkhorn (scaling domain) + gather / scatter as one
-autograd function with a hand-written backward.
+"""Fused SeT attention: Sinkhorn (scaling domain) + gather / scatter (and,
+for Nystrom features, the features and log kernels) as autograd functions
+with hand-written backward passes.
 
 Autograd through the unrolled Sinkhorn loop saves every N x m temporary of
 every iteration. Here the forward keeps only the two Gibbs kernels
@@ -234,8 +235,10 @@ class SeTNystromAttention(torch.autograd.Function):
 
     Takes qkv as the linear layer lays it out, (B, N, 3, h, d), and returns
     (B, N, h, d), so no permuted copy of q / k / v / out or of their
-    gradients is made outside. Keeps q, k, v per chunk and the two Gibbs
-    kernels; the (N x a) features are recomputed in backward.
+    gradients is made outside. Keeps only q, k, v (views of qkv) and the
+    Sinkhorn scaling vectors: backward recomputes the features and the Gibbs
+    kernels (GEMMs of N x d x a and N x a x m, and exps), so the N x m
+    kernels live one chunk at a time.
     """
 
     @staticmethod
@@ -252,8 +255,7 @@ class SeTNystromAttention(torch.autograd.Function):
             pos_w = None if pos_log is None else pos_log.to(work)
             for start in range(0, bsz, chunk):
                 part = qkv[start:start + chunk].permute(2, 0, 3, 1, 4)
-                q, k = part[0].to(work), part[1].to(work)   # (b, h, N, d)
-                v = part[2].contiguous()
+                q, k, v = part[0].to(work), part[1].to(work), part[2]
                 log_q = nystrom_log_kernel(q, z_w, weight_w, sigma)[0]
                 log_k = nystrom_log_kernel(k, z_w, weight_w, sigma)[0]
                 if pos_w is not None:
@@ -266,16 +268,21 @@ class SeTNystromAttention(torch.autograd.Function):
                 del log_q, log_k
                 out[start:start + chunk] = res.transpose(1, 2)
                 saved = _Chunk()
-                saved.tensors = (q, k) + _save_transport(saved, state,
-                                                         v.dtype)
+                # the kernels are not kept: backward recomputes them from
+                # q and k with the features it needs anyway
+                _, _, v_work, gather, n_valid = _save_transport(
+                    saved, state, v.dtype)
+                saved.tensors = (q, k, v_work, gather, n_valid)
+                saved.mask = sub_mask
                 ctx.chunks.append(saved)
+                del state
         ctx.chunk = chunk
-        ctx.save_for_backward(z, weight)
+        ctx.save_for_backward(z, weight, pos_log)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        z, weight = ctx.saved_tensors
+        z, weight, pos_log = ctx.saved_tensors
         sigma, chunk = ctx.sigma, ctx.chunk
         dqkv, dz_t, dw_t, dpos_t = ctx.dtypes
         bsz, num_tokens, heads, head_dims = grad_out.shape
@@ -285,20 +292,29 @@ class SeTNystromAttention(torch.autograd.Function):
         with torch.autocast(grad_out.device.type, enabled=False):
             z_w = z.to(torch.promote_types(z.dtype, torch.float32))
             weight_w = weight.to(z_w.dtype)
+            pos_w = None if pos_log is None else pos_log.to(z_w.dtype)
             for index, saved in enumerate(ctx.chunks):
                 sl = slice(index * chunk, (index + 1) * chunk)
-                q, k, *rest = saved.tensors
+                q, k, v_work, gather, n_valid = saved.tensors
+                kernels, pieces = [], []
+                for x in (q, k):
+                    log, piece = nystrom_log_kernel(x, z_w, weight_w, sigma)
+                    if pos_w is not None:
+                        log += pos_w
+                    kernels.append(gibbs_kernel(log, saved.mask))
+                    pieces.append(piece)
+                    del log
                 g_out = grad_out[sl].transpose(1, 2)
                 grad_log_q, grad_log_k, grad_v = transport_backward(
-                    saved, rest, g_out)
-                del rest
+                    saved, (*kernels, v_work, gather, n_valid), g_out)
+                del kernels
                 view = grad_qkv[sl].permute(2, 0, 3, 1, 4)
                 view[2] = grad_v
-                for slot, x, grad_log in ((0, q, grad_log_q),
-                                          (1, k, grad_log_k)):
-                    pieces = nystrom_log_kernel(x, z_w, weight_w, sigma)[1]
+                for slot, x, grad_log, piece in ((0, q, grad_log_q, pieces[0]),
+                                                 (1, k, grad_log_k,
+                                                  pieces[1])):
                     gx, gz, gw = nystrom_log_kernel_backward(
-                        x, z_w, weight_w, sigma, grad_log, pieces)
+                        x, z_w, weight_w, sigma, grad_log, piece)
                     view[slot] = gx
                     grad_z = gz if grad_z is None else grad_z + gz
                     grad_weight = gw if grad_weight is None else \
@@ -316,7 +332,7 @@ def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
                           num_iters: int,
                           pos_log: Optional[torch.Tensor] = None,
                           mask: Optional[torch.Tensor] = None,
-                          chunk_bytes: int = 4 << 20) -> torch.Tensor:
+                          chunk_bytes: int = 2 << 20) -> torch.Tensor:
     """SeT attention with Nystrom features, fused, from the qkv projection.
 
     Equals ``set_attention(nystrom_features(q), nystrom_features(k), v,

@@ -137,8 +137,10 @@ SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases,
               backbone=backbone_cases)
 
 
-def fmt(v):
-    return f'{v:9.1f}' if isinstance(v, float) else f'{v!s:>9}'
+def fmt(v, key=''):
+    if isinstance(v, float):
+        return f'{v:9.2f}' if key.endswith('speedup') else f'{v:9.1f}'
+    return f'{v!s:>9}'
 
 
 def add_speedups(rows):
@@ -169,7 +171,7 @@ def print_table(rows, keys):
             print(' | '.join(fmt(r.get(c, '')) for c in keys), '| ERROR',
                   r['error'])
             continue
-        print(' | '.join(fmt(r.get(c, '')) for c in cols))
+        print(' | '.join(fmt(r.get(c, ''), c) for c in cols))
 
 
 def plot(rows, suite, path):
@@ -235,7 +237,8 @@ def main(argv=None):
             rows.extend(result.pop('rows', None) or [result])
             print('.', end='', flush=True)
         print()
-        keys = ['group', 'impl', 'B', 'C', 'H', 'W'] + (
+        keys = ['group', 'impl', 'B'] + (
+            [] if suite == 'backbone' else ['C']) + ['H', 'W'] + (
             ['k'] if suite == 'sasa' else []) + (
             ['dtype'] if suite == 'amp' else []) + (
             ['compile', 'nystrom_cache'] if suite == 'deploy' else []) + (

@@ -203,6 +203,14 @@ def nystrom_log_kernel(x, z, weight, sigma):
     return torch.matmul(feat, weight), (inv_norm, cos, feat)
 
 
+def nystrom_log_kernel_traced(x, z, weight, sigma):
+    """:func:`nystrom_log_kernel`'s value in out-of-place ops, for autograd
+    (torch.compile and export trace this path)."""
+    inv_norm = x.norm(dim=-1, keepdim=True).clamp(min=1e-12).reciprocal()
+    cos = torch.matmul(x, z.transpose(-1, -2)) * inv_norm
+    return torch.matmul(torch.exp((cos - 1) / sigma**2), weight)
+
+
 def nystrom_log_kernel_backward(x, z, weight, sigma, grad_log, pieces):
     """Gradients (x, z, weight) of :func:`nystrom_log_kernel`; the batch
     dims of z / weight's gradients are summed (they are per head)."""
@@ -356,8 +364,9 @@ def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
     if torch.compiler.is_compiling() or is_exporting():
         work = torch.promote_types(qkv.dtype, torch.float32)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        logs = [nystrom_log_kernel(x.to(work), z.to(work), weight.to(work),
-                                   sigma)[0] for x in (q, k)]
+        logs = [nystrom_log_kernel_traced(x.to(work), z.to(work),
+                                          weight.to(work), sigma)
+                for x in (q, k)]
         if pos_log is not None:
             logs = [log + pos_log.to(work) for log in logs]
         if mask is not None:

@@ -32,7 +32,7 @@ def test_vit_round_robin_reports_every_variant():
 
 def test_backbone_round_robin_reports_train_and_inference():
     from mmeffattn.benchmarks.cases import run_backbone_round_robin
-    case = dict(kind='backbones', group='backbone', H=32, W=32, B=1,
+    case = dict(kind='backbones', group='backbone', H=64, W=64, B=2,
                 repeat=1, threads=1, variants=['sasa-r50', 'resnet-50'])
     rows = run_backbone_round_robin(case)['rows']
     assert [r['impl'] for r in rows] == ['sasa-r50', 'resnet-50']

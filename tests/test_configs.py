@@ -132,6 +132,10 @@ def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,
     monkeypatch.chdir(tmp_path)
     make_backbone_checkpoint(cfg, str(tmp_path))
     cfg.work_dir = str(tmp_path / 'work')
+    # mmdet/mmseg/mmpretrain runtimes name their visualizer 'visualizer',
+    # and mmengine returns an existing instance of that name: this test's
+    # own name keeps it from writing into an earlier test's (removed) dir
+    cfg.visualizer.name = f'visualizer_{tmp_path.name}'
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 1

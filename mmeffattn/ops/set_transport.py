@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 
 from .export import is_exporting
+from .sinkhorn import _alternate
 
 TINY = 1e-30
 
@@ -35,8 +36,9 @@ def gibbs_kernel(log_kernel: torch.Tensor,
 
 def scaling_iterates(kern: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                      num_iters: int, last: str):
-    """Sinkhorn in the scaling domain with :func:`sinkhorn_scaling`'s
-    schedule: a row update from ``v = 1``, then rounds ending with ``last``.
+    """Sinkhorn in the scaling domain with the schedule of
+    :func:`sinkhorn_scaling` (``sinkhorn._alternate``): a row update from
+    ``v = 1``, then rounds ending with ``last``.
 
     Args:
         kern: (..., N, m) Gibbs kernel; a: (..., N, 1); b: (..., 1, m).
@@ -57,15 +59,7 @@ def scaling_iterates(kern: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
         trace.append(('col', u_in, b / t, t))
         return trace[-1][2]
 
-    u = rows(torch.ones_like(b))
-    v = cols(u) if last == 'col' else None
-    for _ in range(num_iters - (last == 'col')):
-        if last == 'col':
-            u = rows(v)
-            v = cols(u)
-        else:
-            v = cols(u)
-            u = rows(v)
+    u, v = _alternate(rows, cols, torch.ones_like(b), num_iters, last)
     return u, v, trace
 
 

@@ -23,7 +23,7 @@ demo: data
 
 DENSE_DEMOS ?= retinanet_sasa-r26-demo_fpn_1xb8-16e_digits \
 	mask-rcnn_sasa-r26-demo_fpn_1xb8-8e_digits \
-	upernet_sasa-r26-demo_1xb8-2k_digits-128x128 \
+	upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64 \
 	rtdetr_r18vd-demo_1xb8-24e_digits
 
 # each: train, then test the last checkpoint (work_dirs/<name>/last_checkpoint)

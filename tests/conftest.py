@@ -11,7 +11,7 @@ DEMO = osp.join(REPO, 'configs', 'demo')
 CLS_CFG = osp.join(DEMO, 'sasa-r26-demo_1xb64-20e_digits.py')
 RETINA_CFG = osp.join(DEMO, 'retinanet_sasa-r26-demo_fpn_1xb8-16e_digits.py')
 MASK_CFG = osp.join(DEMO, 'mask-rcnn_sasa-r26-demo_fpn_1xb8-8e_digits.py')
-SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb8-2k_digits-128x128.py')
+SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64.py')
 SET_CFG = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
 
 

@@ -17,24 +17,28 @@ from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib,
 
 
 class SASALayer(nn.Module):
-    """1x1 q/k/v projections + local attention, with a switchable kernel."""
+    """1x1 q/k/v projections (one conv) + local attention: ``ours`` (the
+    layer's path, :func:`local_attention2d_qkv`) or ``unfold`` (naive)."""
 
     def __init__(self, channels, kernel_size, heads, impl):
         super().__init__()
-        from mmeffattn.ops import local_attention2d, local_attention2d_unfold
         self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
         d = channels // heads
         self.rel_row = nn.Parameter(torch.randn(kernel_size, d // 2))
         self.rel_col = nn.Parameter(torch.randn(kernel_size, d // 2))
-        self.k, self.heads = kernel_size, heads
-        self.op = local_attention2d if impl == 'ours' else \
-            local_attention2d_unfold
+        self.k, self.heads, self.impl = kernel_size, heads, impl
 
     def forward(self, x):
+        from mmeffattn.ops import local_attention2d_qkv, local_attention2d_unfold
+        qkv = self.qkv(x)
+        if self.impl == 'ours':
+            return local_attention2d_qkv(qkv, self.heads, self.rel_row,
+                                         self.rel_col, self.k)
         b, c, h, w = x.shape
-        q, k, v = self.qkv(x).view(b, 3, self.heads, c // self.heads, h,
-                                   w).permute(1, 0, 2, 4, 5, 3)
-        out = self.op(q, k, v, self.rel_row, self.rel_col, self.k)
+        q, k, v = qkv.view(b, 3, self.heads, c // self.heads, h,
+                           w).permute(1, 0, 2, 4, 5, 3)
+        out = local_attention2d_unfold(q, k, v, self.rel_row, self.rel_col,
+                                       self.k)
         return out.permute(0, 1, 4, 2, 3).reshape(b, c, h, w)
 
 

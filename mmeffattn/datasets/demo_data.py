@@ -9,9 +9,14 @@ scikit-learn ships the UCI handwritten digits (1,797 real 8x8 scans, 10 classes)
 * ``det/``: canvases with several scaled, tinted digits and COCO json
   (``annotations/instances_{train,val}.json``: boxes, RLE instance masks) for
   mmdet's ``CocoDataset`` and ``CocoMetric``;
-* ``seg/``: the same canvases in ADE20K layout (``images/{training,validation}``
-  JPEGs, ``annotations/{training,validation}`` PNG label maps, 0 = "other" /
-  ignored as in ADE20K, 1 = background, 2..11 = digits 0..9) for mmseg.
+* ``seg/``: smaller canvases (64x64, one or two digits of 24-40 px, about the
+  classifier's digit size) in ADE20K layout (``images/{training,validation}``
+  JPEGs, ``annotations/{training,validation}`` PNG label maps, 1 = background,
+  2..11 = digits 0..9; 0 = "other", ignored as in ADE20K, is not used) for
+  mmseg. A digit's label is its silhouette (the ink blurred by a Gaussian of
+  a tenth of the digit's size, above 30 % of its peak: strokes thickened and
+  small gaps closed), not its thin strokes: a region, as ADE20K's objects
+  are, that a stride-4 decoder can draw.
 
 Train and validation use disjoint source digits (a fixed 80/20 split).
 """
@@ -103,18 +108,14 @@ def _place_digits(rng, images, labels, canvas_size: int,
     return np.clip(canvas, 0, 255).astype(np.uint8), instances
 
 
-def _make_det_seg(det_root: str, seg_root: str, splits, canvas_size: int,
-                  counts: Dict[str, int], seed: int) -> None:
+def _make_detection(det_root: str, splits, canvas_size: int,
+                    counts: Dict[str, int], seed: int) -> None:
     from pycocotools import mask as mask_utils
     os.makedirs(osp.join(det_root, 'annotations'))
-    seg_dirs = dict(train='training', val='validation')
     for split, (images, labels) in splits.items():
         rng = np.random.RandomState(seed + (0 if split == 'train' else 1))
         img_dir = osp.join(det_root, f'{split}')
-        seg_img_dir = osp.join(seg_root, 'images', seg_dirs[split])
-        seg_ann_dir = osp.join(seg_root, 'annotations', seg_dirs[split])
-        for d in (img_dir, seg_img_dir, seg_ann_dir):
-            os.makedirs(d)
+        os.makedirs(img_dir)
         coco = dict(images=[], annotations=[],
                     categories=[dict(id=i + 1, name=c)
                                 for i, c in enumerate(CLASSES)])
@@ -124,13 +125,9 @@ def _make_det_seg(det_root: str, seg_root: str, splits, canvas_size: int,
                 (canvas_size // 6, canvas_size // 2), 4)
             name = f'{split}_{img_id:05d}'
             _write_png(osp.join(img_dir, name + '.png'), canvas[..., ::-1])
-            _write_png(osp.join(seg_img_dir, name + '.jpg'), canvas[..., ::-1])
             coco['images'].append(dict(id=img_id, file_name=name + '.png',
                                        width=canvas_size, height=canvas_size))
-            seg_map = np.ones((canvas_size, canvas_size), np.uint8)
             for label, inten in instances:
-                seg_map[inten > 0.2] = 0  # ambiguous rim: "other", ignored
-                seg_map[inten > 0.5] = label + 2
                 mask = np.asfortranarray((inten > 0.35).astype(np.uint8))
                 ys, xs = np.nonzero(mask)
                 if len(ys) == 0:
@@ -144,10 +141,44 @@ def _make_det_seg(det_root: str, seg_root: str, splits, canvas_size: int,
                     bbox=[x0, y0, int(xs.max()) - x0 + 1,
                           int(ys.max()) - y0 + 1],
                     area=int(mask.sum()), segmentation=rle))
-            _write_png(osp.join(seg_ann_dir, name + '.png'), seg_map)
         with open(osp.join(det_root, 'annotations',
                            f'instances_{split}.json'), 'w') as f:
             json.dump(coco, f)
+
+
+def digit_silhouette(intensity: np.ndarray) -> np.ndarray:
+    """(S, S) ink intensity of one placed digit -> (S, S) bool silhouette:
+    the ink blurred by a Gaussian of a tenth of the digit's extent, above
+    30 % of its peak (strokes thickened, small gaps closed; large holes, as
+    a 0's, may stay). Empty if there is no ink."""
+    import cv2
+    ys, xs = np.nonzero(intensity > 0.35)
+    if len(ys) == 0:
+        return np.zeros(intensity.shape, bool)
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+    blob = cv2.GaussianBlur(intensity, (0, 0), extent / 10.0)
+    return blob > 0.3 * blob.max()
+
+
+def _make_segmentation(seg_root: str, splits, canvas_size: int,
+                       counts: Dict[str, int], seed: int) -> None:
+    seg_dirs = dict(train='training', val='validation')
+    digit_range = (canvas_size * 3 // 8, canvas_size * 5 // 8)
+    for split, (images, labels) in splits.items():
+        rng = np.random.RandomState(seed + (2 if split == 'train' else 3))
+        img_dir = osp.join(seg_root, 'images', seg_dirs[split])
+        ann_dir = osp.join(seg_root, 'annotations', seg_dirs[split])
+        for d in (img_dir, ann_dir):
+            os.makedirs(d)
+        for img_id in range(counts[split]):
+            canvas, instances = _place_digits(rng, images, labels,
+                                              canvas_size, digit_range, 2)
+            name = f'{split}_{img_id:05d}'
+            seg_map = np.ones((canvas_size, canvas_size), np.uint8)
+            for label, inten in instances:
+                seg_map[digit_silhouette(inten)] = label + 2
+            _write_png(osp.join(img_dir, name + '.jpg'), canvas[..., ::-1])
+            _write_png(osp.join(ann_dir, name + '.png'), seg_map)
 
 
 def generate_demo_data(out_dir: str,
@@ -155,6 +186,9 @@ def generate_demo_data(out_dir: str,
                        canvas_size: int = 128,
                        num_det_train: int = 400,
                        num_det_val: int = 100,
+                       seg_canvas_size: int = 64,
+                       num_seg_train: int = None,
+                       num_seg_val: int = None,
                        max_cls_train: int = None,
                        max_cls_val: int = None,
                        seed: int = 0,
@@ -181,9 +215,13 @@ def generate_demo_data(out_dir: str,
                       val=max_cls_val or len(splits['val'][1]))
         _make_classification(osp.join(tmp, 'cls'), splits, cls_image_size,
                              limits)
-        _make_det_seg(osp.join(tmp, 'det'), osp.join(tmp, 'seg'), splits,
-                      canvas_size, dict(train=num_det_train, val=num_det_val),
-                      seed)
+        _make_detection(osp.join(tmp, 'det'), splits, canvas_size,
+                        dict(train=num_det_train, val=num_det_val), seed)
+        # segmentation: twice as many (smaller) canvases as detection
+        _make_segmentation(
+            osp.join(tmp, 'seg'), splits, seg_canvas_size,
+            dict(train=num_seg_train or 2 * num_det_train,
+                 val=num_seg_val or 2 * num_det_val), seed)
         with open(osp.join(tmp, 'README.txt'), 'w') as f:
             f.write(__doc__)
         if osp.exists(out_dir):

@@ -4,8 +4,10 @@ from .kernel_features import (gaussian_sphere_kernel, inverse_sqrt_psd,
 from .export import export_mode, is_exporting
 from .local_attention import (LocalAttention2dFunction, local_attention2d,
                               local_attention2d_flops,
-                              local_attention2d_forward)
-from .local_attention_cpu_op import local_attention2d_cpu
+                              local_attention2d_forward,
+                              local_attention2d_qkv)
+from .local_attention_cpu_op import (local_attention2d_cpu,
+                                     local_attention2d_qkv_cpu)
 from .local_attention_unfold import local_attention2d_unfold
 from .set_attention import (grid_positions, positional_log_penalty,
                             squared_distances,
@@ -20,6 +22,7 @@ from .window_attention import window_attention2d
 __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
            'LocalAttention2dFunction', 'local_attention2d_cpu',
+           'local_attention2d_qkv', 'local_attention2d_qkv_cpu',
            'export_mode', 'is_exporting',
            'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features',
            'nystrom_basis',

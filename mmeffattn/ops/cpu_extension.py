@@ -48,7 +48,7 @@ def load_cpu_extension():
             from torch.utils.cpp_extension import load
             src = osp.join(osp.dirname(__file__), 'csrc',
                            'local_attention_cpu.cpp')
-            flags = ['-O3', '-ffast-math'] + _simd_flags()
+            flags = ['-O3', '-ffast-math', '-Wno-psabi'] + _simd_flags()
             # the name carries the flags: a cache built for another CPU is
             # never loaded here
             name = 'mmeffattn_local_attention_cpu' + ''.join(

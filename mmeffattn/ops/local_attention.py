@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 
 from .export import is_exporting
-from .local_attention_cpu_op import local_attention2d_cpu
+from .local_attention_cpu_op import (local_attention2d_cpu,
+                                     local_attention2d_qkv_cpu)
 
 BORDERS = ('zero', 'mask')
 IMPLS = ('auto', 'cpp', 'halo')
@@ -241,16 +242,15 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if not exporting and _use_cpp(q, impl):
         # the kernel computes in fp32 (fp64 for fp64 inputs)
         compute = torch.float64 if q.dtype == torch.float64 else torch.float32
+        # channels-first planes: views (no copy) when q, k, v are views of
+        # a (B, C, H, W) tensor, as in LocalSelfAttention2d
         with _no_autocast(q):
-            q32, k, v, rel_row, rel_col = (t.to(compute) for t in (
-                q, k, v, rel_row, rel_col))
-            if scale is not None:
-                q32 = q32 * scale
-            flat = (-1, ) + tuple(q.shape[2:])
+            planes = [t.to(compute).permute(0, 1, 4, 2, 3) for t in (q, k, v)]
             out, _ = local_attention2d_cpu(
-                *(t.reshape(flat).contiguous() for t in (q32, k, v)),
-                rel_row, rel_col, kernel_size, border == 'mask')
-            return out.view(q.shape).to(q.dtype)
+                *planes, rel_row.to(compute), rel_col.to(compute),
+                kernel_size, border == 'mask',
+                1.0 if scale is None else float(scale))
+            return out.permute(0, 1, 3, 4, 2).to(q.dtype)
     with _no_autocast(q):  # one compute dtype: q's
         k, v, rel_row, rel_col = (t.to(q.dtype) for t in (k, v, rel_row,
                                                           rel_col))
@@ -261,6 +261,48 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         return LocalAttention2dFunction.apply(q, k, v, rel_row, rel_col,
                                               kernel_size, border, scale,
                                               block_size)
+
+
+def local_attention2d_qkv(qkv: torch.Tensor, num_heads: int,
+                          rel_row: torch.Tensor, rel_col: torch.Tensor,
+                          kernel_size: int, border: str = 'zero',
+                          scale: Optional[float] = None,
+                          block_size: int = 8,
+                          impl: str = 'auto') -> torch.Tensor:
+    """:func:`local_attention2d` on one stacked projection output.
+
+    Args:
+        qkv: (B, 3C, H, W): queries, keys, values stacked on channels (the
+            output of one 1x1 conv), each split into ``num_heads`` heads.
+        num_heads, rel_row, rel_col, kernel_size, border, scale, block_size,
+            impl: as :func:`local_attention2d`.
+
+    Returns:
+        (B, C, H, W). On the C++ kernel nothing is copied or permuted: the
+        kernel reads the heads' channel planes of ``qkv`` and its backward
+        writes one (B, 3C, H, W) gradient.
+    """
+    if qkv.dim() != 4 or qkv.shape[1] % (3 * num_heads):
+        raise ValueError('qkv must be (B, 3C, H, W) with C divisible by '
+                         f'num_heads={num_heads}, got {tuple(qkv.shape)}')
+    bsz, channels3, height, width = qkv.shape
+    planes = qkv.view(bsz, 3, num_heads, -1, height, width)
+    if (impl not in ('auto', 'cpp') or is_exporting()
+            or not _use_cpp(qkv, impl)):
+        q, k, v = planes.permute(1, 0, 2, 4, 5, 3)
+        out = local_attention2d(q, k, v, rel_row, rel_col, kernel_size,
+                                border, scale, block_size, impl)
+        return out.permute(0, 1, 4, 2, 3).reshape(bsz, channels3 // 3,
+                                                  height, width)
+    _check_inputs(*planes.permute(1, 0, 2, 4, 5, 3), rel_row, rel_col,
+                  kernel_size, border)
+    compute = torch.float64 if qkv.dtype == torch.float64 else torch.float32
+    with _no_autocast(qkv):
+        out, _ = local_attention2d_qkv_cpu(
+            planes.to(compute), rel_row.to(compute), rel_col.to(compute),
+            kernel_size, border == 'mask',
+            1.0 if scale is None else float(scale))
+    return out.view(bsz, channels3 // 3, height, width).to(qkv.dtype)
 
 
 def local_attention2d_flops(q_shape: Tuple[int, ...], kernel_size: int) -> int:

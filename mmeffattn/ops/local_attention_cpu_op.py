@@ -22,23 +22,42 @@ def _extension():
     return ext
 
 
+def _planes(t: Tensor) -> Tensor:
+    """(B, heads, d, H, W) whose (d, H, W) blocks are contiguous: the kernel's
+    layout; a view of a channels-first (B, C, H, W) tensor already is."""
+    height, width = t.shape[-2:]
+    if t.stride(-1) == 1 and t.stride(-2) == width and \
+            t.stride(-3) == height * width:
+        return t
+    return t.contiguous()
+
+
+def _same_strides(q: Tensor, k: Tensor, v: Tensor):
+    q, k, v = _planes(q), _planes(k), _planes(v)
+    if not (q.stride()[:2] == k.stride()[:2] == v.stride()[:2]):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    return q, k, v
+
+
 @torch.library.custom_op('mmeffattn::local_attention2d_cpu', mutates_args=(),
                          device_types='cpu')
 def local_attention2d_cpu(q: Tensor, k: Tensor, v: Tensor, rel_row: Tensor,
-                          rel_col: Tensor, kernel_size: int,
-                          mask: bool) -> Tuple[Tensor, Tensor]:
-    """(BH, H, W, d) q (scaled), k, v -> output (BH, H, W, d) and attention
-    weights (BH, H, W, k*k)."""
-    out, attn = _extension().forward(q.contiguous(), k.contiguous(),
-                                     v.contiguous(), rel_row, rel_col,
-                                     kernel_size, mask)
+                          rel_col: Tensor, kernel_size: int, mask: bool,
+                          scale: float) -> Tuple[Tensor, Tensor]:
+    """Channels-first q, k, v (B, heads, d, H, W) -> output (B, heads, d, H, W)
+    (contiguous, i.e. (B, C, H, W)) and attention weights
+    (B, heads, k*k, H, W). Logits are ``scale * q . (k + r)``."""
+    out, attn = _extension().forward(*_same_strides(q, k, v), rel_row,
+                                     rel_col, kernel_size, mask, scale)
     return out, attn
 
 
 @local_attention2d_cpu.register_fake
-def _(q, k, v, rel_row, rel_col, kernel_size, mask):
-    return (torch.empty_like(q, memory_format=torch.contiguous_format),
-            q.new_empty(tuple(q.shape[:3]) + (kernel_size * kernel_size, )))
+def _(q, k, v, rel_row, rel_col, kernel_size, mask, scale):
+    bsz, heads, _, height, width = q.shape
+    return (q.new_empty(q.shape),
+            q.new_empty((bsz, heads, kernel_size * kernel_size, height,
+                         width)))
 
 
 @torch.library.custom_op('mmeffattn::local_attention2d_cpu_backward',
@@ -46,31 +65,101 @@ def _(q, k, v, rel_row, rel_col, kernel_size, mask):
 def local_attention2d_cpu_backward(grad_out: Tensor, q: Tensor, k: Tensor,
                                    v: Tensor, rel_row: Tensor,
                                    rel_col: Tensor, attn: Tensor,
-                                   kernel_size: int) -> List[Tensor]:
-    """Gradients of q, k, v, rel_row, rel_col."""
-    return list(_extension().backward(grad_out.contiguous(), q.contiguous(),
-                                      k.contiguous(), v.contiguous(),
-                                      rel_row, rel_col, attn, kernel_size))
+                                   kernel_size: int,
+                                   scale: float) -> List[Tensor]:
+    """Gradients of q, k, v (contiguous (B, heads, d, H, W)), rel_row,
+    rel_col."""
+    grads = [q.new_empty(q.shape) for _ in range(3)]
+    rel_grads = _extension().backward(grad_out.contiguous(),
+                                      *_same_strides(q, k, v), rel_row,
+                                      rel_col, attn, kernel_size, scale,
+                                      *grads)
+    return grads + list(rel_grads)
 
 
 @local_attention2d_cpu_backward.register_fake
-def _(grad_out, q, k, v, rel_row, rel_col, attn, kernel_size):
-    return [torch.empty_like(t, memory_format=torch.contiguous_format)
-            for t in (q, k, v, rel_row, rel_col)]
+def _(grad_out, q, k, v, rel_row, rel_col, attn, kernel_size, scale):
+    return [q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape),
+            torch.empty_like(rel_row), torch.empty_like(rel_col)]
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, rel_row, rel_col, kernel_size, _ = inputs
+    q, k, v, rel_row, rel_col, kernel_size, _, scale = inputs
     ctx.save_for_backward(q, k, v, rel_row, rel_col, output[1])
-    ctx.kernel_size = kernel_size
+    ctx.kernel_size, ctx.scale = kernel_size, scale
 
 
 def _backward(ctx, grad_out, grad_attn):
     q, k, v, rel_row, rel_col, attn = ctx.saved_tensors
     grads = local_attention2d_cpu_backward(grad_out, q, k, v, rel_row,
-                                           rel_col, attn, ctx.kernel_size)
-    return tuple(grads) + (None, None)
+                                           rel_col, attn, ctx.kernel_size,
+                                           ctx.scale)
+    return tuple(grads) + (None, None, None)
 
 
 local_attention2d_cpu.register_autograd(_backward,
                                         setup_context=_setup_context)
+
+
+@torch.library.custom_op('mmeffattn::local_attention2d_qkv_cpu',
+                         mutates_args=(), device_types='cpu')
+def local_attention2d_qkv_cpu(qkv: Tensor, rel_row: Tensor, rel_col: Tensor,
+                              kernel_size: int, mask: bool,
+                              scale: float) -> Tuple[Tensor, Tensor]:
+    """The same op on one projection output ``qkv`` (B, 3, heads, d, H, W)
+    (a view of a (B, 3C, H, W) 1x1 conv output); its backward writes one
+    (B, 3, heads, d, H, W) gradient, so autograd assembles nothing."""
+    qkv = _planes(qkv)
+    out, attn = _extension().forward(qkv[:, 0], qkv[:, 1], qkv[:, 2],
+                                     rel_row, rel_col, kernel_size, mask,
+                                     scale)
+    return out, attn
+
+
+@local_attention2d_qkv_cpu.register_fake
+def _(qkv, rel_row, rel_col, kernel_size, mask, scale):
+    bsz, _, heads, _, height, width = qkv.shape
+    return (qkv.new_empty(qkv[:, 0].shape),
+            qkv.new_empty((bsz, heads, kernel_size * kernel_size, height,
+                           width)))
+
+
+@torch.library.custom_op('mmeffattn::local_attention2d_qkv_cpu_backward',
+                         mutates_args=(), device_types='cpu')
+def local_attention2d_qkv_cpu_backward(grad_out: Tensor, qkv: Tensor,
+                                       rel_row: Tensor, rel_col: Tensor,
+                                       attn: Tensor, kernel_size: int,
+                                       scale: float) -> List[Tensor]:
+    """Gradients of qkv (contiguous (B, 3, heads, d, H, W)), rel_row,
+    rel_col."""
+    qkv = _planes(qkv)
+    grad = qkv.new_empty(qkv.shape)
+    rel_grads = _extension().backward(
+        grad_out.contiguous(), qkv[:, 0], qkv[:, 1], qkv[:, 2], rel_row,
+        rel_col, attn, kernel_size, scale, grad[:, 0], grad[:, 1],
+        grad[:, 2])
+    return [grad] + list(rel_grads)
+
+
+@local_attention2d_qkv_cpu_backward.register_fake
+def _(grad_out, qkv, rel_row, rel_col, attn, kernel_size, scale):
+    return [qkv.new_empty(qkv.shape), torch.empty_like(rel_row),
+            torch.empty_like(rel_col)]
+
+
+def _setup_context_qkv(ctx, inputs, output):
+    qkv, rel_row, rel_col, kernel_size, _, scale = inputs
+    ctx.save_for_backward(qkv, rel_row, rel_col, output[1])
+    ctx.kernel_size, ctx.scale = kernel_size, scale
+
+
+def _backward_qkv(ctx, grad_out, grad_attn):
+    qkv, rel_row, rel_col, attn = ctx.saved_tensors
+    grads = local_attention2d_qkv_cpu_backward(grad_out, qkv, rel_row,
+                                               rel_col, attn,
+                                               ctx.kernel_size, ctx.scale)
+    return tuple(grads) + (None, None, None)
+
+
+local_attention2d_qkv_cpu.register_autograd(_backward_qkv,
+                                            setup_context=_setup_context_qkv)

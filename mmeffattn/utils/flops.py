@@ -39,6 +39,16 @@ def local_attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return local_attention2d_flops(tuple(q), rel_row[0])
 
 
+def local_attention_qkv_flop_jit(inputs: List[Any],
+                                 outputs: List[Any]) -> int:
+    """SASA op on stacked projections: inputs qkv (B, 3, h, d, H, W),
+    rel_row (k, d/2), ..."""
+    from mmeffattn.ops import local_attention2d_flops
+    bsz, _, heads, d, height, width = _shape(inputs[0])
+    return local_attention2d_flops((bsz, heads, height, width, d),
+                                   _shape(inputs[1])[0])
+
+
 def deformable_attention_macs(batch: int, queries: int, heads: int,
                               levels: int, points: int, head_dim: int) -> int:
     """MACs of multi-scale deformable attention (without its projections):
@@ -89,6 +99,7 @@ EXTRA_HANDLES = {
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'prim::PythonOp.LocalAttention2dFunction': local_attention_flop_jit,
     'mmeffattn::local_attention2d_cpu': local_attention_flop_jit,
+    'mmeffattn::local_attention2d_qkv_cpu': local_attention_qkv_flop_jit,
     'prim::PythonOp.MultiScaleDeformableAttnFunction':
     deformable_attention_flop_jit,
     'prim::PythonOp.CountedDeformableAttention': deformable_attention_flop_jit,

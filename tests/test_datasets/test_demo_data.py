@@ -46,22 +46,23 @@ def test_formats(demo_cwd):
         img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True,
         metainfo=dict(classes=tuple(f'c{i}' for i in range(11))),
         lazy_init=False)
-    assert len(ds) == 8
+    assert len(ds) == 16    # twice the detection canvases
     import cv2
     seg = cv2.imread(ds[0]['seg_map_path'], cv2.IMREAD_UNCHANGED)
-    assert seg.dtype == np.uint8 and set(np.unique(seg)) <= set(range(12))
+    img = cv2.imread(ds[0]['img_path'])
+    assert seg.shape == img.shape[:2] == (64, 64)
+    # background and filled digit silhouettes; no "other" (ignored) pixels
+    assert seg.dtype == np.uint8 and set(np.unique(seg)) <= set(range(1, 12))
     assert (seg == 1).any() and (seg >= 2).any()
 
 
-def test_deterministic_and_refuses_overwrite(tmp_path):
-    a = generate_demo_data(str(tmp_path / 'a'), num_det_train=2,
-                           num_det_val=1, max_cls_train=3, max_cls_val=2)
-    b = generate_demo_data(str(tmp_path / 'b'), num_det_train=2,
-                           num_det_val=1, max_cls_train=3, max_cls_val=2)
-    ja = json.load(open(osp.join(a, 'det/annotations/instances_train.json')))
-    jb = json.load(open(osp.join(b, 'det/annotations/instances_train.json')))
-    assert ja == jb
-    with pytest.raises(FileExistsError, match='exists'):
-        generate_demo_data(a)
-    # nothing half-written is left beside the output
-    assert sorted(os.listdir(tmp_path)) == ['a', 'b']
+def test_digit_silhouette_thickens_the_ink():
+    from mmeffattn.datasets.demo_data import (_resize, digit_silhouette,
+                                              load_digits_split)
+    images, _ = load_digits_split()['val']
+    for img in images[:20]:
+        ink = np.clip(_resize(img, 32), 0, 1)
+        blob = digit_silhouette(ink)
+        assert blob[ink > 0.5].all()                 # covers the strokes
+        assert blob.sum() > 1.2 * (ink > 0.35).sum()  # and more: a region
+    assert not digit_silhouette(np.zeros((8, 8), np.float32)).any()

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmeffattn.ops import (local_attention2d, local_attention2d_forward,
-                           local_attention2d_unfold)
+                           local_attention2d_qkv, local_attention2d_unfold)
 
 
 def brute_force(q, k, v, rel_row, rel_col, kernel_size, border, scale=None):
@@ -131,3 +131,86 @@ def test_bad_shapes():
         local_attention2d(q, k[..., :2], v, rr, rc, 3)
     with pytest.raises(ValueError, match='rel_row'):
         local_attention2d(q, k, v, rr[:2], rc, 3)
+
+
+def _split_qkv(qkv, heads):
+    """(B, 3C, H, W) -> q, k, v as (B, heads, H, W, d) views."""
+    bsz, c3, height, width = qkv.shape
+    return qkv.view(bsz, 3, heads, c3 // 3 // heads, height,
+                    width).permute(1, 0, 2, 4, 5, 3)
+
+
+QKV_CASES = [
+    # (B, heads, d, H, W), k: rows wider than one 8-query block, maps
+    # smaller than the window, key rows finished after the last query row
+    ((2, 2, 4, 6, 19), 5),
+    ((1, 3, 6, 11, 9), 7),
+    ((2, 1, 2, 3, 2), 5),
+    ((1, 2, 4, 9, 17), 3),
+]
+
+
+@pytest.mark.parametrize('border', ['zero', 'mask'])
+@pytest.mark.parametrize('shape,kernel_size', QKV_CASES)
+def test_qkv_matches_brute_force(shape, kernel_size, border):
+    bsz, heads, d, height, width = shape
+    g = torch.Generator().manual_seed(1)
+    qkv = torch.randn(bsz, 3 * heads * d, height, width, generator=g,
+                      dtype=torch.float64)
+    rr, rc = (torch.randn(kernel_size, d // 2, generator=g,
+                          dtype=torch.float64) for _ in range(2))
+    want = brute_force(*_split_qkv(qkv, heads), rr, rc, kernel_size, border,
+                       scale=0.7)
+    want = want.permute(0, 1, 4, 2, 3).reshape(bsz, heads * d, height, width)
+    for impl in IMPLS:
+        got = local_attention2d_qkv(qkv, heads, rr, rc, kernel_size, border,
+                                    scale=0.7, impl=impl)
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize('border', ['zero', 'mask'])
+@pytest.mark.parametrize('shape,kernel_size', QKV_CASES[:3])
+def test_qkv_gradcheck(shape, kernel_size, border):
+    bsz, heads, d, height, width = shape
+    g = torch.Generator().manual_seed(2)
+    qkv = torch.randn(bsz, 3 * heads * d, height, width, generator=g,
+                      dtype=torch.float64, requires_grad=True)
+    rr, rc = (torch.randn(kernel_size, d // 2, generator=g,
+                          dtype=torch.float64, requires_grad=True)
+              for _ in range(2))
+    torch.autograd.gradcheck(
+        lambda *x: local_attention2d_qkv(x[0], heads, x[1], x[2],
+                                         kernel_size, border, scale=0.6,
+                                         impl='cpp'), (qkv, rr, rc))
+
+
+def test_qkv_gradient_is_one_tensor_and_matches_halo():
+    """The kernel's backward writes the stacked gradient itself (no stack or
+    cat node), equal to the halo path's."""
+    g = torch.Generator().manual_seed(3)
+    qkv = torch.randn(2, 3 * 32, 14, 21, generator=g, requires_grad=True)
+    rr, rc = (torch.randn(7, 8, generator=g, requires_grad=True)
+              for _ in range(2))
+    grad = torch.randn(2, 32, 14, 21, generator=g)
+    out = local_attention2d_qkv(qkv, 2, rr, rc, 7, impl='cpp')
+    assert out.is_contiguous()
+    nodes, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and type(node).__name__ not in nodes:
+            nodes.add(type(node).__name__)
+            todo.extend(n for n, _ in node.next_functions)
+    assert not [n for n in nodes if 'Cat' in n or 'Stack' in n or
+                'Unbind' in n or 'Permute' in n], nodes
+    g_cpp = torch.autograd.grad(out, (qkv, rr, rc), grad)
+    g_halo = torch.autograd.grad(
+        local_attention2d_qkv(qkv, 2, rr, rc, 7, impl='halo'), (qkv, rr, rc),
+        grad)
+    for a, b in zip(g_cpp, g_halo):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_qkv_bad_shape():
+    with pytest.raises(ValueError, match='qkv must be'):
+        local_attention2d_qkv(torch.zeros(1, 10, 4, 4), 2,
+                              torch.zeros(3, 1), torch.zeros(3, 1), 3)

@@ -46,3 +46,29 @@ def test_det_inferencer_retinanet(demo_cwd, monkeypatch):
     top = [label for label, score in zip(pred['labels'], pred['scores'])
            if score > 0.5]
     assert sorted(top) == sorted(gts), (top, gts)
+
+
+def test_mmseg_inferencer_upernet(demo_cwd, monkeypatch):
+    import cv2
+    import numpy as np
+    from mmseg.apis import MMSegInferencer
+    import mmeffattn  # noqa: F401
+    monkeypatch.chdir(demo_cwd)    # the config's backbone init path
+    name = 'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64'
+    inferencer = MMSegInferencer(model=osp.join(DEMO, name + '.py'),
+                                 weights=published_checkpoint(name),
+                                 device='cpu')
+    root = osp.join('data', 'demo', 'seg')
+    image = osp.join(root, 'images', 'validation', 'val_00000.jpg')
+    gt = cv2.imread(osp.join(root, 'annotations', 'validation',
+                             'val_00000.png'), cv2.IMREAD_UNCHANGED)
+    gt = gt.astype(np.int64) - 1    # reduce_zero_label: 0 = background
+    pred = inferencer(image)['predictions']
+    assert pred.shape == gt.shape
+    # every digit on the canvas is found, as itself, and nothing else
+    classes = [c for c in np.unique(pred) if c > 0 and (pred == c).sum() > 20]
+    assert sorted(classes) == sorted(c for c in np.unique(gt) if c > 0), (
+        classes, np.unique(gt))
+    digits = gt > 0
+    assert (pred[digits] == gt[digits]).mean() > 0.8
+    assert (pred[~digits] == 0).mean() > 0.9

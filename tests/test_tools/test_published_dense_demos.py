@@ -1,4 +1,4 @@
-"""Every published detection demo checkpoint, evaluated by
+"""Every published detection and segmentation demo checkpoint, evaluated by
 tools/test.py on the full embedded val set (as `make data` writes it),
 reproduces the number in configs/demo/README.md within 1 point."""
 import os.path as osp
@@ -9,12 +9,14 @@ import pytest
 from conftest import DEMO, REPO, TOOLS, published_checkpoint, run_tool
 
 BBOX, SEGM = r'coco/bbox_mAP: ([\d.]+)', r'coco/segm_mAP: ([\d.]+)'
+MIOU = r'mIoU: ([\d.]+)'
 # config name -> (metric in tools/test.py's output, README value), ...
 PUBLISHED = {
     'retinanet_sasa-r26-demo_fpn_1xb8-16e_digits': [(BBOX, 0.559)],
     'mask-rcnn_sasa-r26-demo_fpn_1xb8-8e_digits': [(BBOX, 0.704),
                                                    (SEGM, 0.740)],
     'rtdetr_r18vd-demo_1xb8-24e_digits': [(BBOX, 0.797)],
+    'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64': [(MIOU, 67.51)],
 }
 
 

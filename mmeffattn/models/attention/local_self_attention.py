@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from mmeffattn.ops import local_attention2d
+from mmeffattn.ops import local_attention2d_qkv
 from mmeffattn.registry import MODELS
 
 
@@ -120,15 +120,17 @@ class LocalSelfAttention2d(BaseModule):
         return F.conv2d(x, weight, bias).chunk(3, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bsz, _, height, width = x.shape
-        query, key, value = self.projections(x)
-        out = local_attention2d(
-            self._heads(query), self._heads(key),
-            self._heads(value), self.rel_row, self.rel_col,
-            self.kernel_size, self.border, self.scale, self.block_size,
-            self.impl)
-        out = out.permute(0, 1, 4, 2, 3).reshape(bsz, self.out_channels,
-                                                 height, width)
+        if torch.is_autocast_enabled(x.device.type):
+            qkv = torch.cat(self.projections(x), 1)
+        else:  # one GEMM whose output the kernel reads in place
+            projs = (self.query, self.key, self.value)
+            qkv = F.conv2d(x, torch.cat([p.weight for p in projs]),
+                           None if self.query.bias is None else torch.cat(
+                               [p.bias for p in projs]))
+        out = local_attention2d_qkv(qkv, self.num_heads, self.rel_row,
+                                    self.rel_col, self.kernel_size,
+                                    self.border, self.scale,
+                                    self.block_size, self.impl)
         if self.stride == 2:
             out = F.avg_pool2d(out, 2, 2, ceil_mode=True)
         return out

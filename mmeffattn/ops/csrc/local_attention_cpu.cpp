@@ -1,218 +1,581 @@
-// Fused SASA local attention on CPU: one pass per pixel over its k x k window.
-// Layout: q, k, v, out: (BH, H, W, d) contiguous; rel_row, rel_col: (k, d/2);
-// attn (saved for backward): (BH, H, W, k*k). Queries arrive pre-scaled.
-// border_mask: positions outside the image are excluded from the softmax;
-// otherwise they take part with k = v = 0 (logit q.r).
-// Built with -ffast-math for vectorised dot products and exp: the code uses
-// no infinities or NaNs (masking goes through explicit 0/1 weights).
+// Fused SASA local attention on CPU, channels-first.
+//
+// Layout: q, k, v: (B, heads, d, H, W) whose (d, H, W) block is contiguous
+// (any batch / head strides: views of a 1x1 conv's (B, 3C, H, W) output need
+// no copy); out: (B, heads, d, H, W) contiguous, i.e. (B, C, H, W);
+// attn (saved for backward): (B, heads, k*k, H, W); rel_row, rel_col: (k, d/2).
+//
+// One (batch, head) plane per task (OpenMP through at::parallel_for). The
+// plane's q (scaled), k and v are copied once into zero-padded, cache-resident
+// buffers: k and v get an r = k/2 border of zeros (the 'zero' border then
+// needs no branch) and every row is padded to a multiple of 8 queries. All
+// inner loops then run over 8 consecutive queries of one image row (one AVX2
+// register of floats) with fixed trip counts, for every window offset:
+//   logit[o][j] = q[:, i, j] . (k[:, i+a-r, j+b-r] + r_row[a] (+) r_col[b])
+// vectorises like a depthwise convolution, and the accumulators of a block
+// of offsets (logits) or channels (outputs) stay in registers.
+// border 'mask': positions outside the image are excluded from the softmax;
+// 'zero': they take part with k = v = 0 (logit q.r). Built with -ffast-math;
+// excluded logits get a large finite negative value, never an infinity.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
 
+constexpr int64_t kVec = 8;  // queries per inner block
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Geometry of one plane and its padded buffers.
+struct Geometry {
+  int64_t H, W, d, ks, r, kk, half;
+  int64_t Wq;  // query row stride (W rounded up to kVec)
+  int64_t Hp;  // padded key rows (H + 2r)
+  int64_t Wk;  // padded key row stride (Wq + 2r, rounded up)
+  Geometry(int64_t H_, int64_t W_, int64_t d_, int64_t ks_)
+      : H(H_), W(W_), d(d_), ks(ks_), r(ks_ / 2), kk(ks_ * ks_),
+        half(d_ / 2), Wq(round_up(W_, kVec)), Hp(H_ + 2 * (ks_ / 2)),
+        Wk(round_up(round_up(W_, kVec) + 2 * (ks_ / 2), kVec)) {}
+  int64_t qsize() const { return d * H * Wq; }
+  int64_t ksize() const { return d * Hp * Wk; }
+};
+
+// (d, H, W) plane -> (d, H, Wq) buffer times `scale` (padding stays zero).
 template <typename T>
-inline T dot(const T* a, const T* b, int64_t n) {
-  T s = 0;
-  for (int64_t c = 0; c < n; ++c) s += a[c] * b[c];
-  return s;
+void load_queries(const T* src, T* dst, const Geometry& g, T scale) {
+  for (int64_t c = 0; c < g.d; ++c)
+    for (int64_t i = 0; i < g.H; ++i) {
+      const T* s = src + (c * g.H + i) * g.W;
+      T* o = dst + (c * g.H + i) * g.Wq;
+      for (int64_t j = 0; j < g.W; ++j) o[j] = s[j] * scale;
+    }
+}
+
+// (d, H, W) plane -> interior of the (d, Hp, Wk) buffer (border stays zero).
+template <typename T>
+void load_keys(const T* src, T* dst, const Geometry& g) {
+  for (int64_t c = 0; c < g.d; ++c)
+    for (int64_t i = 0; i < g.H; ++i)
+      std::memcpy(dst + (c * g.Hp + i + g.r) * g.Wk + g.r,
+                  src + (c * g.H + i) * g.W, g.W * sizeof(T));
+}
+
+// kVec consecutive queries as one GCC vector (one AVX2 register of floats,
+// two of doubles); loads and stores are unaligned.
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(kVec * sizeof(T))));
+};
+
+template <typename T>
+__attribute__((always_inline)) inline typename Vec<T>::type loadu(
+    const T* p) {
+  typename Vec<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
 }
 
 template <typename T>
-void forward_kernel(const T* q, const T* k, const T* v, const T* rr,
-                    const T* rc, T* out, T* attn, int64_t BH, int64_t H,
-                    int64_t W, int64_t d, int64_t ks, bool mask) {
-  const int64_t r = ks / 2, half = d / 2, kk = ks * ks;
-  at::parallel_for(0, BH * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> row(ks), col(ks), logit(kk), valid(kk);
-    for (int64_t bhi = begin; bhi < end; ++bhi) {
-      const int64_t bh = bhi / H, i = bhi % H;
-      const T* kb = k + bh * H * W * d;
-      const T* vb = v + bh * H * W * d;
-      for (int64_t j = 0; j < W; ++j) {
-        const int64_t p = (bhi * W + j);
-        const T* qp = q + p * d;
-        for (int64_t a = 0; a < ks; ++a) {
-          row[a] = dot(qp, rr + a * half, half);
-          col[a] = dot(qp + half, rc + a * half, half);
-        }
-        // Invalid (masked) positions get weight 0 through `valid`, so no
-        // infinities are needed and the exp loop vectorises (-ffast-math).
-        T mx = 0;
-        bool first = true;
-        for (int64_t a = 0; a < ks; ++a) {
-          const int64_t y = i + a - r;
-          for (int64_t b = 0; b < ks; ++b) {
-            const int64_t x = j + b - r;
-            const int64_t o = a * ks + b;
-            const bool inside = y >= 0 && y < H && x >= 0 && x < W;
-            T l = row[a] + col[b];
-            if (inside) l += dot(qp, kb + (y * W + x) * d, d);
-            valid[o] = (inside || !mask) ? T(1) : T(0);
-            logit[o] = l;
-            if (valid[o] != 0 && (first || l > mx)) {
-              mx = l;
-              first = false;
-            }
-          }
-        }
-        for (int64_t o = 0; o < kk; ++o) {
-          logit[o] = std::exp(valid[o] != 0 ? logit[o] - mx : T(-80));
-        }
-        T sum = 0;
-        for (int64_t o = 0; o < kk; ++o) {
-          logit[o] *= valid[o];
-          sum += logit[o];
-        }
-        T* ap = attn + p * kk;
-        T* op = out + p * d;
-        for (int64_t c = 0; c < d; ++c) op[c] = 0;
-        for (int64_t a = 0; a < ks; ++a) {
-          const int64_t y = i + a - r;
-          for (int64_t b = 0; b < ks; ++b) {
-            const int64_t x = j + b - r;
-            const T w = logit[a * ks + b] / sum;
-            ap[a * ks + b] = w;
-            if (y >= 0 && y < H && x >= 0 && x < W) {
-              const T* vp = vb + (y * W + x) * d;
-              for (int64_t c = 0; c < d; ++c) op[c] += w * vp[c];
-            }
-          }
+__attribute__((always_inline)) inline void storeu(
+    T* p, const typename Vec<T>::type& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// S[(a*ks + b0 + n)][jb..] += sum_c x[c][jb..] * y[c][i+a][jb+b0+n..] for
+// n < NB: NB accumulators in registers share each x load.
+template <typename T, int NB>
+inline void window_dot_block(const T* __restrict__ x, int64_t xs,
+                             const T* __restrict__ y, int64_t ys, int64_t d,
+                             T* __restrict__ S, int64_t Ss) {
+  using V = typename Vec<T>::type;
+  V acc[NB];
+  for (int n = 0; n < NB; ++n) acc[n] = loadu(S + n * Ss);
+  for (int64_t c = 0; c < d; ++c) {
+    const V xv = loadu(x + c * xs);
+    const T* yc = y + c * ys;
+    for (int n = 0; n < NB; ++n) acc[n] += xv * loadu(yc + n);
+  }
+  for (int n = 0; n < NB; ++n) storeu(S + n * Ss, acc[n]);
+}
+
+// S[a*ks+b][j] += sum_c x[c][j] * y[c][i+a][j+b] for one query row i:
+// x has d rows of stride xs, y is a padded (d, Hp, Wk) key buffer.
+template <typename T>
+void window_dots(const T* x, int64_t xs, const T* ybuf, const Geometry& g,
+                 int64_t i, T* S, int64_t Ss) {
+  const int64_t ys = g.Hp * g.Wk;
+  for (int64_t a = 0; a < g.ks; ++a) {
+    const T* y = ybuf + (i + a) * g.Wk;
+    for (int64_t jb = 0; jb < g.Wq; jb += kVec) {
+      for (int64_t b0 = 0; b0 < g.ks; b0 += 8) {
+        T* s = S + (a * g.ks + b0) * Ss + jb;
+        const T* yb = y + jb + b0;
+        switch (std::min<int64_t>(8, g.ks - b0)) {
+#define MMEFFATTN_DOTS(N) \
+  case N: window_dot_block<T, N>(x + jb, xs, yb, ys, g.d, s, Ss); break;
+          MMEFFATTN_DOTS(8) MMEFFATTN_DOTS(7) MMEFFATTN_DOTS(6)
+          MMEFFATTN_DOTS(5) MMEFFATTN_DOTS(4) MMEFFATTN_DOTS(3)
+          MMEFFATTN_DOTS(2) MMEFFATTN_DOTS(1)
+#undef MMEFFATTN_DOTS
         }
       }
     }
+  }
+}
+
+// out[c0+n][jb..] = sum_{a,b} w[a*ks+b][jb..] * y[c0+n][i+a][jb+b..] for
+// n < NC: NC accumulators in registers share each weight load.
+template <typename T, int NC>
+inline void window_combine_block(const T* __restrict__ w, int64_t ws,
+                                 const T* __restrict__ y, int64_t ys,
+                                 int64_t Wk, int64_t ks,
+                                 T* __restrict__ out, int64_t os) {
+  using V = typename Vec<T>::type;
+  V acc[NC];
+  for (int n = 0; n < NC; ++n) acc[n] = V{};
+  for (int64_t a = 0; a < ks; ++a) {
+    const T* ya = y + a * Wk;
+    for (int64_t b = 0; b < ks; ++b) {
+      const V wv = loadu(w + (a * ks + b) * ws);
+      for (int n = 0; n < NC; ++n) acc[n] += wv * loadu(ya + n * ys + b);
+    }
+  }
+  for (int n = 0; n < NC; ++n) storeu(out + n * os, acc[n]);
+}
+
+// out[c][j] = sum_{a,b} w[a*ks+b][j] * y[c][i+a][j+b] (rows of stride os).
+template <typename T>
+void window_combine(const T* w, int64_t ws, const T* ybuf, const Geometry& g,
+                    int64_t i, T* out, int64_t os) {
+  const int64_t ys = g.Hp * g.Wk;
+  for (int64_t c0 = 0; c0 < g.d; c0 += 8) {
+    const T* y = ybuf + c0 * ys + i * g.Wk;
+    for (int64_t jb = 0; jb < g.Wq; jb += kVec) {
+      T* o = out + c0 * os + jb;
+      switch (std::min<int64_t>(8, g.d - c0)) {
+#define MMEFFATTN_COMBINE(N)                                                \
+  case N:                                                                   \
+    window_combine_block<T, N>(w + jb, ws, y + jb, ys, g.Wk, g.ks, o, os); \
+    break;
+        MMEFFATTN_COMBINE(8) MMEFFATTN_COMBINE(7) MMEFFATTN_COMBINE(6)
+        MMEFFATTN_COMBINE(5) MMEFFATTN_COMBINE(4) MMEFFATTN_COMBINE(3)
+        MMEFFATTN_COMBINE(2) MMEFFATTN_COMBINE(1)
+#undef MMEFFATTN_COMBINE
+      }
+    }
+  }
+}
+
+// rel[a][j] = sum_c x[c][j] * emb[a][c] over the d/2 channels of x.
+template <typename T>
+void relative_logits(const T* x, int64_t xs, const T* emb, const Geometry& g,
+                     T* rel) {
+  for (int64_t a = 0; a < g.ks; ++a) {
+    T* ra = rel + a * g.Wq;
+    for (int64_t j = 0; j < g.Wq; ++j) ra[j] = 0;
+    for (int64_t c = 0; c < g.half; ++c) {
+      const T e = emb[a * g.half + c];
+      const T* xc = x + c * xs;
+      for (int64_t j = 0; j < g.Wq; ++j) ra[j] += e * xc[j];
+    }
+  }
+}
+
+// Whether window offset (a, b) of query (i, j) lies in the image.
+struct Validity {
+  const Geometry& g;
+  bool row(int64_t i, int64_t a) const {
+    const int64_t y = i + a - g.r;
+    return y >= 0 && y < g.H;
+  }
+  int64_t col_begin(int64_t b) const { return std::max<int64_t>(0, g.r - b); }
+  int64_t col_end(int64_t b) const {
+    return std::min<int64_t>(g.Wq, g.W + g.r - b);
+  }
+};
+
+template <typename T>
+void forward_plane(const T* q, const T* k, const T* v, const T* rr,
+                   const T* rc, T* out, T* attn, const Geometry& g, T scale,
+                   bool mask, T* qb, T* kb, T* vb, T* S, T* rel_r, T* rel_c,
+                   T* mx, T* sum) {
+  load_queries(q, qb, g, scale);
+  load_keys(k, kb, g);
+  load_keys(v, vb, g);
+  const Validity valid{g};
+  const int64_t qs = g.H * g.Wq, HW = g.H * g.W;
+  const T kNeg = T(-1e30);
+  for (int64_t i = 0; i < g.H; ++i) {
+    const T* qi = qb + i * g.Wq;
+    relative_logits(qi, qs, rr, g, rel_r);
+    relative_logits(qi + g.half * qs, qs, rc, g, rel_c);
+    for (int64_t a = 0; a < g.ks; ++a)
+      for (int64_t b = 0; b < g.ks; ++b) {
+        T* s = S + (a * g.ks + b) * g.Wq;
+        const T* ra = rel_r + a * g.Wq;
+        const T* cb = rel_c + b * g.Wq;
+        for (int64_t j = 0; j < g.Wq; ++j) s[j] = ra[j] + cb[j];
+      }
+    window_dots(qi, qs, kb, g, i, S, g.Wq);
+    if (mask) {
+      for (int64_t a = 0; a < g.ks; ++a)
+        for (int64_t b = 0; b < g.ks; ++b) {
+          T* s = S + (a * g.ks + b) * g.Wq;
+          if (!valid.row(i, a)) {
+            for (int64_t j = 0; j < g.Wq; ++j) s[j] = kNeg;
+            continue;
+          }
+          for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = kNeg;
+          for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = kNeg;
+        }
+    }
+    // softmax over the k*k offsets, vectorised over the row's queries
+    for (int64_t j = 0; j < g.Wq; ++j) mx[j] = S[j];
+    for (int64_t o = 1; o < g.kk; ++o) {
+      const T* s = S + o * g.Wq;
+      for (int64_t j = 0; j < g.Wq; ++j) mx[j] = std::max(mx[j], s[j]);
+    }
+    for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
+    for (int64_t o = 0; o < g.kk; ++o) {
+      T* s = S + o * g.Wq;
+      for (int64_t j = 0; j < g.Wq; ++j) {
+        s[j] = std::exp(std::max(s[j] - mx[j], T(-80)));
+        sum[j] += s[j];
+      }
+    }
+    if (mask) {  // exp(-80) of excluded offsets: exactly zero instead
+      for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
+      for (int64_t a = 0; a < g.ks; ++a)
+        for (int64_t b = 0; b < g.ks; ++b) {
+          T* s = S + (a * g.ks + b) * g.Wq;
+          if (!valid.row(i, a)) {
+            for (int64_t j = 0; j < g.Wq; ++j) s[j] = 0;
+          } else {
+            for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = 0;
+            for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = 0;
+          }
+          for (int64_t j = 0; j < g.Wq; ++j) sum[j] += s[j];
+        }
+    }
+    // (padding queries past the image edge may have no offset left)
+    for (int64_t j = 0; j < g.Wq; ++j)
+      sum[j] = sum[j] > T(0) ? T(1) / sum[j] : T(0);
+    for (int64_t o = 0; o < g.kk; ++o) {
+      T* s = S + o * g.Wq;
+      for (int64_t j = 0; j < g.Wq; ++j) s[j] *= sum[j];
+      std::memcpy(attn + o * HW + i * g.W, s, g.W * sizeof(T));
+    }
+    // output row i: rows of stride Wq in `S` reused as scratch for d rows
+    T* orow = rel_r;  // (d, Wq) scratch, rel_r/rel_c no longer needed
+    window_combine(S, g.Wq, vb, g, i, orow, g.Wq);
+    for (int64_t c = 0; c < g.d; ++c)
+      std::memcpy(out + (c * g.H + i) * g.W, orow + c * g.Wq,
+                  g.W * sizeof(T));
+  }
+}
+
+template <typename T>
+void forward_kernel(const T* q, const T* k, const T* v, int64_t sb,
+                    int64_t sh, int64_t heads, const T* rr, const T* rc,
+                    T* out, T* attn, int64_t BH, const Geometry& g, T scale,
+                    bool mask) {
+  at::parallel_for(0, BH, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> qb(g.qsize(), 0), kb(g.ksize(), 0), vb(g.ksize(), 0);
+    std::vector<T> S(g.kk * g.Wq), scratch(std::max(g.ks, g.d) * g.Wq),
+        rel_c(g.ks * g.Wq), mx(g.Wq), sum(g.Wq);
+    const int64_t plane = g.d * g.H * g.W;
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t off = (bh / heads) * sb + (bh % heads) * sh;
+      forward_plane<T>(q + off, k + off, v + off, rr, rc, out + bh * plane,
+                       attn + bh * g.kk * g.H * g.W, g, scale, mask,
+                       qb.data(), kb.data(), vb.data(), S.data(),
+                       scratch.data(), rel_c.data(), mx.data(), sum.data());
+    }
   });
+}
+
+// Key-side gradients of key row y, as a gather over the query rows
+// i = y - r + a' (a' < ks) whose windows contain it:
+//   out[c][y][x] = sum_{a', b'} w_i[(2r-a')*ks + (2r-b')][x + b'] z[c][i][x+b']
+// w_i: the ring slot of query row i (kk rows of stride Wk, column j stored at
+// j + r, zero outside [0, W)); z: a padded (d, Hp, Wk) query-side buffer.
+// NC channels share each weight load.
+template <typename T, int NC>
+inline void key_grad_block(const T* const* w, const T* const* z, int64_t zs,
+                           const Geometry& g, T* __restrict__ out,
+                           int64_t os) {
+  using V = typename Vec<T>::type;
+  V acc[NC];
+  for (int n = 0; n < NC; ++n) acc[n] = V{};
+  for (int64_t a = 0; a < g.ks; ++a) {
+    if (w[a] == nullptr) continue;  // query row outside the image
+    for (int64_t b = 0; b < g.ks; ++b) {
+      const V wv = loadu(w[a] + (g.ks - 1 - b) * g.Wk + b);
+      for (int n = 0; n < NC; ++n) acc[n] += wv * loadu(z[a] + n * zs + b);
+    }
+  }
+  for (int n = 0; n < NC; ++n) storeu(out + n * os, acc[n]);
+}
+
+template <typename T>
+void key_grads(const T* ring, const T* zbuf, const Geometry& g, int64_t y,
+               T* out, int64_t os) {
+  const int64_t ys = g.Hp * g.Wk, rs = g.kk * g.Wk;
+  const T* w[64];
+  const T* z[64];
+  for (int64_t c0 = 0; c0 < g.d; c0 += 8) {
+    for (int64_t xb = 0; xb < g.Wq; xb += kVec) {
+      for (int64_t a = 0; a < g.ks; ++a) {
+        const int64_t i = y - g.r + a;
+        const bool inside = i >= 0 && i < g.H;
+        w[a] = inside ? ring + (i % g.ks) * rs +
+                            (g.ks - 1 - a) * g.ks * g.Wk + xb
+                      : nullptr;
+        z[a] = zbuf + c0 * ys + (i + g.r) * g.Wk + xb;
+      }
+      T* o = out + c0 * os + xb;
+      switch (std::min<int64_t>(8, g.d - c0)) {
+#define MMEFFATTN_KEYS(N) \
+  case N: key_grad_block<T, N>(w, z, ys, g, o, os); break;
+        MMEFFATTN_KEYS(8) MMEFFATTN_KEYS(7) MMEFFATTN_KEYS(6)
+        MMEFFATTN_KEYS(5) MMEFFATTN_KEYS(4) MMEFFATTN_KEYS(3)
+        MMEFFATTN_KEYS(2) MMEFFATTN_KEYS(1)
+#undef MMEFFATTN_KEYS
+      }
+    }
+  }
+}
+
+// Scratch of one thread for backward_plane.
+template <typename T>
+struct BackwardBuffers {
+  std::vector<T> qp, kp, vp, gp;  // (d, Hp, Wk) padded, q scaled
+  std::vector<T> Gr, Pr;          // rings of ks query rows: (ks, kk, Wk)
+  std::vector<T> rows, grow, gcol, s;
+  explicit BackwardBuffers(const Geometry& g)
+      : qp(g.ksize(), 0), kp(g.ksize(), 0), vp(g.ksize(), 0),
+        gp(g.ksize(), 0), Gr(g.ks * g.kk * g.Wk), Pr(g.ks * g.kk * g.Wk),
+        rows(g.d * g.Wq), grow(g.ks * g.Wq), gcol(g.ks * g.Wq), s(g.Wq) {}
+};
+
+template <typename T>
+void store_rows(const T* rows, int64_t rs, T* plane, const Geometry& g,
+                int64_t i, T scale) {
+  for (int64_t c = 0; c < g.d; ++c) {
+    T* dst = plane + (c * g.H + i) * g.W;
+    const T* src = rows + c * rs;
+    for (int64_t j = 0; j < g.W; ++j) dst[j] = src[j] * scale;
+  }
+}
+
+template <typename T>
+void backward_plane(const T* gout, const T* q, const T* k, const T* v,
+                    const T* rr, const T* rc, const T* attn, T* gq, T* gk,
+                    T* gv, T* grr, T* grc, const Geometry& g, T scale,
+                    BackwardBuffers<T>& buf) {
+  // q enters the padded layout scaled: load_keys then scale the interior
+  load_keys(q, buf.qp.data(), g);
+  for (auto& x : buf.qp) x *= scale;
+  load_keys(k, buf.kp.data(), g);
+  load_keys(v, buf.vp.data(), g);
+  load_keys(gout, buf.gp.data(), g);
+  std::fill(buf.Gr.begin(), buf.Gr.end(), T(0));
+  std::fill(buf.Pr.begin(), buf.Pr.end(), T(0));
+  const int64_t ys = g.Hp * g.Wk, rs = g.kk * g.Wk, HW = g.H * g.W;
+  T* rows = buf.rows.data();
+  T* grow = buf.grow.data();
+  T* gcol = buf.gcol.data();
+  T* s = buf.s.data();
+  for (int64_t i = 0; i < g.H; ++i) {
+    // this query row's slot in the rings; column j at j + r
+    T* G = buf.Gr.data() + (i % g.ks) * rs + g.r;
+    T* P = buf.Pr.data() + (i % g.ks) * rs + g.r;
+    const T* qi = buf.qp.data() + (i + g.r) * g.Wk + g.r;  // rows: stride ys
+    const T* gi = buf.gp.data() + (i + g.r) * g.Wk + g.r;
+    for (int64_t o = 0; o < g.kk; ++o) {
+      std::memcpy(P + o * g.Wk, attn + o * HW + i * g.W, g.W * sizeof(T));
+      for (int64_t j = g.W; j < g.Wq; ++j) P[o * g.Wk + j] = 0;
+      for (int64_t j = 0; j < g.Wq; ++j) G[o * g.Wk + j] = 0;
+    }
+    // dP[o][j] = g_out[:, j] . v[:, i+a-r, j+b-r]
+    window_dots(gi, ys, buf.vp.data(), g, i, G, g.Wk);
+    // G = P * (dP - sum_o P dP)
+    for (int64_t j = 0; j < g.Wq; ++j) s[j] = 0;
+    for (int64_t o = 0; o < g.kk; ++o) {
+      const T* p = P + o * g.Wk;
+      const T* dp = G + o * g.Wk;
+      for (int64_t j = 0; j < g.Wq; ++j) s[j] += p[j] * dp[j];
+    }
+    for (int64_t o = 0; o < g.kk; ++o) {
+      const T* p = P + o * g.Wk;
+      T* dp = G + o * g.Wk;
+      for (int64_t j = 0; j < g.Wq; ++j) dp[j] = p[j] * (dp[j] - s[j]);
+    }
+    // relative terms: per-row and per-column sums of G
+    for (int64_t a = 0; a < g.ks; ++a) {
+      T* ga = grow + a * g.Wq;
+      T* gb = gcol + a * g.Wq;
+      for (int64_t j = 0; j < g.Wq; ++j) ga[j] = gb[j] = 0;
+    }
+    for (int64_t a = 0; a < g.ks; ++a)
+      for (int64_t b = 0; b < g.ks; ++b) {
+        const T* gab = G + (a * g.ks + b) * g.Wk;
+        T* ga = grow + a * g.Wq;
+        T* gb = gcol + b * g.Wq;
+        for (int64_t j = 0; j < g.Wq; ++j) {
+          ga[j] += gab[j];
+          gb[j] += gab[j];
+        }
+      }
+    // dq (scaled space) = sum_o G k + row/col embedding terms
+    window_combine(G, g.Wk, buf.kp.data(), g, i, rows, g.Wq);
+    for (int64_t c = 0; c < g.half; ++c) {
+      T* dr = rows + c * g.Wq;
+      T* dc = rows + (g.half + c) * g.Wq;
+      const T* xr = qi + c * ys;
+      const T* xc = qi + (g.half + c) * ys;
+      for (int64_t a = 0; a < g.ks; ++a) {
+        const T er = rr[a * g.half + c], ec = rc[a * g.half + c];
+        const T* ga = grow + a * g.Wq;
+        const T* gb = gcol + a * g.Wq;
+        T accr = 0, accc = 0;
+        for (int64_t j = 0; j < g.Wq; ++j) {
+          dr[j] += ga[j] * er;
+          dc[j] += gb[j] * ec;
+          accr += ga[j] * xr[j];
+          accc += gb[j] * xc[j];
+        }
+        grr[a * g.half + c] += accr;
+        grc[a * g.half + c] += accc;
+      }
+    }
+    store_rows(rows, g.Wq, gq, g, i, scale);
+    // key row i - r has all its query rows now
+    const int64_t y = i - g.r;
+    if (y >= 0) {
+      key_grads(buf.Gr.data(), buf.qp.data(), g, y, rows, g.Wq);
+      store_rows(rows, g.Wq, gk, g, y, T(1));
+      key_grads(buf.Pr.data(), buf.gp.data(), g, y, rows, g.Wq);
+      store_rows(rows, g.Wq, gv, g, y, T(1));
+    }
+  }
+  for (int64_t y = std::max<int64_t>(0, g.H - g.r); y < g.H; ++y) {
+    key_grads(buf.Gr.data(), buf.qp.data(), g, y, rows, g.Wq);
+    store_rows(rows, g.Wq, gk, g, y, T(1));
+    key_grads(buf.Pr.data(), buf.gp.data(), g, y, rows, g.Wq);
+    store_rows(rows, g.Wq, gv, g, y, T(1));
+  }
 }
 
 template <typename T>
 void backward_kernel(const T* gout, const T* q, const T* k, const T* v,
-                     const T* rr, const T* rc, const T* attn, T* gq, T* gk,
-                     T* gv, T* grr, T* grc, int64_t BH, int64_t H, int64_t W,
-                     int64_t d, int64_t ks) {
-  const int64_t r = ks / 2, half = d / 2, kk = ks * ks;
+                     int64_t sb, int64_t sh, int64_t heads, const T* rr,
+                     const T* rc, const T* attn, T* gq, T* gk, T* gv,
+                     int64_t gsb, int64_t gsh, T* grr, T* grc, int64_t BH,
+                     const Geometry& g, T scale) {
   const int nthreads = at::get_num_threads();
   std::vector<std::vector<T>> rel_acc(nthreads,
-                                      std::vector<T>(2 * ks * half, 0));
-  // parallel over (batch x head): k/v gradients of one map stay in one thread
+                                      std::vector<T>(2 * g.ks * g.half, 0));
   at::parallel_for(0, BH, 1, [&](int64_t begin, int64_t end) {
     std::vector<T>& acc = rel_acc[at::get_thread_num()];
-    std::vector<T> dlogit(kk);
+    BackwardBuffers<T> buf(g);
+    const int64_t plane = g.d * g.H * g.W;
     for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t base = bh * H * W * d;
-      for (int64_t i = 0; i < H; ++i) {
-        for (int64_t j = 0; j < W; ++j) {
-          const int64_t p = (bh * H + i) * W + j;
-          const T* go = gout + p * d;
-          const T* ap = attn + p * kk;
-          const T* qp = q + p * d;
-          T s = 0;
-          for (int64_t a = 0; a < ks; ++a) {
-            const int64_t y = i + a - r;
-            for (int64_t b = 0; b < ks; ++b) {
-              const int64_t x = j + b - r;
-              const int64_t o = a * ks + b;
-              T da = 0;
-              if (y >= 0 && y < H && x >= 0 && x < W) {
-                da = dot(go, v + base + (y * W + x) * d, d);
-              }
-              dlogit[o] = da;
-              s += ap[o] * da;
-            }
-          }
-          T* gqp = gq + p * d;
-          for (int64_t a = 0; a < ks; ++a) {
-            const int64_t y = i + a - r;
-            T drow = 0;
-            for (int64_t b = 0; b < ks; ++b) {
-              const int64_t x = j + b - r;
-              const int64_t o = a * ks + b;
-              const T g = ap[o] * (dlogit[o] - s);
-              drow += g;
-              // column relative term
-              T* gc = acc.data() + ks * half + b * half;
-              const T* rcb = rc + b * half;
-              for (int64_t c = 0; c < half; ++c) {
-                gc[c] += g * qp[half + c];
-                gqp[half + c] += g * rcb[c];
-              }
-              if (y >= 0 && y < H && x >= 0 && x < W && g != 0) {
-                const int64_t n = base + (y * W + x) * d;
-                const T* kp = k + n;
-                T* gkp = gk + n;
-                for (int64_t c = 0; c < d; ++c) {
-                  gqp[c] += g * kp[c];
-                  gkp[c] += g * qp[c];
-                }
-              }
-              if (y >= 0 && y < H && x >= 0 && x < W) {
-                T* gvp = gv + base + (y * W + x) * d;
-                const T w = ap[o];
-                for (int64_t c = 0; c < d; ++c) gvp[c] += w * go[c];
-              }
-            }
-            // row relative term
-            T* gr = acc.data() + a * half;
-            const T* rra = rr + a * half;
-            for (int64_t c = 0; c < half; ++c) {
-              gr[c] += drow * qp[c];
-              gqp[c] += drow * rra[c];
-            }
-          }
-        }
-      }
+      const int64_t off = (bh / heads) * sb + (bh % heads) * sh;
+      const int64_t goff = (bh / heads) * gsb + (bh % heads) * gsh;
+      backward_plane<T>(gout + bh * plane, q + off, k + off, v + off, rr, rc,
+                        attn + bh * g.kk * g.H * g.W, gq + goff, gk + goff,
+                        gv + goff, acc.data(), acc.data() + g.ks * g.half, g,
+                        scale, buf);
     }
   });
-  for (const auto& acc : rel_acc) {
-    for (int64_t c = 0; c < ks * half; ++c) {
+  for (const auto& acc : rel_acc)
+    for (int64_t c = 0; c < g.ks * g.half; ++c) {
       grr[c] += acc[c];
-      grc[c] += acc[ks * half + c];
+      grc[c] += acc[g.ks * g.half + c];
     }
-  }
+}
+
+// (B, heads, d, H, W) with a contiguous (d, H, W) block; returns (sb, sh).
+std::pair<int64_t, int64_t> plane_strides(const at::Tensor& t,
+                                          const char* name) {
+  TORCH_CHECK(t.dim() == 5, name, " must be (B, heads, d, H, W), got ",
+              t.sizes());
+  const int64_t H = t.size(3), W = t.size(4);
+  TORCH_CHECK(t.stride(4) == 1 && t.stride(3) == W && t.stride(2) == H * W,
+              name, ": each (d, H, W) block must be contiguous");
+  return {t.stride(0), t.stride(1)};
 }
 
 }  // namespace
 
 std::vector<at::Tensor> forward(at::Tensor q, at::Tensor k, at::Tensor v,
                                 at::Tensor rel_row, at::Tensor rel_col,
-                                int64_t kernel_size, bool mask) {
-  TORCH_CHECK(q.is_contiguous() && k.is_contiguous() && v.is_contiguous(),
-              "q, k, v must be contiguous");
-  const int64_t BH = q.size(0), H = q.size(1), W = q.size(2), d = q.size(3);
-  auto out = at::empty_like(q);
-  auto attn = at::empty({BH, H, W, kernel_size * kernel_size}, q.options());
+                                int64_t kernel_size, bool mask,
+                                double scale) {
+  const auto sq = plane_strides(q, "q");
+  TORCH_CHECK(plane_strides(k, "k") == sq && plane_strides(v, "v") == sq,
+              "q, k, v must share their batch and head strides");
+  const int64_t B = q.size(0), heads = q.size(1);
+  TORCH_CHECK(kernel_size % 2 == 1 && kernel_size >= 1 && kernel_size < 64,
+              "kernel_size must be odd and < 64, got ", kernel_size);
+  const Geometry g(q.size(3), q.size(4), q.size(2), kernel_size);
+  auto out = at::empty(q.sizes(), q.options());
+  auto attn = at::empty({B, heads, g.kk, g.H, g.W}, q.options());
   auto rr = rel_row.contiguous(), rc = rel_col.contiguous();
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "local_attention_fwd", [&] {
-    forward_kernel<scalar_t>(q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
-                             v.data_ptr<scalar_t>(), rr.data_ptr<scalar_t>(),
-                             rc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                             attn.data_ptr<scalar_t>(), BH, H, W, d,
-                             kernel_size, mask);
+    forward_kernel<scalar_t>(
+        q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
+        v.data_ptr<scalar_t>(), sq.first, sq.second, heads,
+        rr.data_ptr<scalar_t>(), rc.data_ptr<scalar_t>(),
+        out.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), B * heads, g,
+        static_cast<scalar_t>(scale), mask);
   });
   return {out, attn};
 }
 
+// Writes the gradients of q, k, v into gq, gk, gv: (B, heads, d, H, W) with
+// contiguous (d, H, W) blocks and shared strides (slices of one dqkv tensor
+// do); returns the gradients of rel_row and rel_col.
 std::vector<at::Tensor> backward(at::Tensor gout, at::Tensor q, at::Tensor k,
                                  at::Tensor v, at::Tensor rel_row,
                                  at::Tensor rel_col, at::Tensor attn,
-                                 int64_t kernel_size) {
+                                 int64_t kernel_size, double scale,
+                                 at::Tensor gq, at::Tensor gk, at::Tensor gv) {
+  const auto sq = plane_strides(q, "q");
+  TORCH_CHECK(plane_strides(k, "k") == sq && plane_strides(v, "v") == sq,
+              "q, k, v must share their batch and head strides");
+  const auto sg = plane_strides(gq, "grad q");
+  TORCH_CHECK(plane_strides(gk, "grad k") == sg &&
+                  plane_strides(gv, "grad v") == sg,
+              "the gradients of q, k, v must share their strides");
+  TORCH_CHECK(gq.sizes() == q.sizes() && gk.sizes() == q.sizes() &&
+                  gv.sizes() == q.sizes(),
+              "gradient buffers must have q's shape");
   gout = gout.contiguous();
-  const int64_t BH = q.size(0), H = q.size(1), W = q.size(2), d = q.size(3);
-  auto gq = at::zeros_like(q), gk = at::zeros_like(k), gv = at::zeros_like(v);
+  attn = attn.contiguous();
+  const int64_t B = q.size(0), heads = q.size(1);
+  TORCH_CHECK(kernel_size % 2 == 1 && kernel_size >= 1 && kernel_size < 64,
+              "kernel_size must be odd and < 64, got ", kernel_size);
+  const Geometry g(q.size(3), q.size(4), q.size(2), kernel_size);
   auto rr = rel_row.contiguous(), rc = rel_col.contiguous();
   auto grr = at::zeros_like(rr), grc = at::zeros_like(rc);
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "local_attention_bwd", [&] {
     backward_kernel<scalar_t>(
         gout.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(),
-        k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-        rr.data_ptr<scalar_t>(), rc.data_ptr<scalar_t>(),
+        k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), sq.first, sq.second,
+        heads, rr.data_ptr<scalar_t>(), rc.data_ptr<scalar_t>(),
         attn.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(),
-        gk.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(),
-        grr.data_ptr<scalar_t>(), grc.data_ptr<scalar_t>(), BH, H, W, d,
-        kernel_size);
+        gk.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), sg.first,
+        sg.second, grr.data_ptr<scalar_t>(), grc.data_ptr<scalar_t>(),
+        B * heads, g, static_cast<scalar_t>(scale));
   });
-  return {gq, gk, gv, grr, grc};
+  return {grr, grc};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

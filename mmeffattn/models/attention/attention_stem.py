@@ -4,7 +4,6 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmeffattn.registry import MODELS
-from .local_self_attention import query_key_fp32
 
 
 @MODELS.register_module()
@@ -61,12 +60,21 @@ class AttentionStem(BaseModule):
         for proj in (self.query, self.key, self.value):  # see SASA layer
             proj.reset_parameters()
 
-    def _patches(self, x: torch.Tensor, channels: int) -> torch.Tensor:
+    def _patches(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, Hp, Wp) -> (B, nH*nW, block*block, C)."""
-        bsz, _, height, width = x.shape
+        bsz, channels, height, width = x.shape
         b = self.block
         x = x.view(bsz, channels, height // b, b, width // b, b)
         return x.permute(0, 2, 4, 3, 5, 1).reshape(bsz, -1, b * b, channels)
+
+    def value_weights(self) -> torch.Tensor:
+        """(b^2, C_out, C_in): the value projection of each position in the
+        patch, ``sum_m p(a, b, m) W_V^m``."""
+        b, c = self.block, self.out_channels
+        pos = (self.emb_row[:, None] + self.emb_col[None, :]).view(b * b, c)
+        mix = (pos @ self.emb_mix.t()).softmax(-1)  # (b^2, m)
+        w = self.value.weight.view(self.num_mixtures, c, -1)
+        return torch.einsum('pm,mci->pci', mix, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, _, height, width = x.shape
@@ -74,29 +82,31 @@ class AttentionStem(BaseModule):
         pad_h, pad_w = (-height) % b, (-width) % b
         x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
         n_h, n_w = x.shape[2] // b, x.shape[3] // b
-        query, key = query_key_fp32(self.query, self.key, x)
-        q = self._patches(query, c).unflatten(-1, (h, -1))
-        k = self._patches(key, c).unflatten(-1, (h, -1))
+        # Projections of the (few-channel) input patches, straight into the
+        # attention's (B, n, heads, b^2, d) layout: the C_out-channel maps
+        # at full resolution are never formed in image layout (they were
+        # most of a SASA-R50 training step), and the m mixture values are
+        # one per-position projection (linear in W_V^m).
         with torch.autocast(x.device.type, enabled=False):
             # logits and mixing in fp32 (see query_key_fp32)
-            v = self._patches(self.value(x.to(q.dtype)),
-                              c * self.num_mixtures)
+            xp = self._patches(x.float() if x.dtype in (
+                torch.float16, torch.bfloat16) else x)  # (B, n, b^2, C_in)
+            wq, wk = (p.weight.view(h, c // h, -1).to(xp.dtype)
+                      for p in (self.query, self.key))
+            q = torch.einsum('bnpi,hdi->bnhpd', xp, wq)
+            k = torch.einsum('bnpi,hdi->bnhpd', xp, wk)
+            v = torch.einsum('bnpi,phdi->bnhpd', xp, self.value_weights().to(
+                xp.dtype).view(b * b, h, c // h, -1))
             out = self._attend(q, k, v, n_h, n_w)
         out = self.act(self.norm(out.reshape(bsz, c, n_h * b, n_w * b)))
         return nn.functional.max_pool2d(out, b, b)
 
     def _attend(self, q, k, v, n_h: int, n_w: int) -> torch.Tensor:
-        """(B, n, b^2, h, d) q, k and (B, n, b^2, m*C) v ->
-        (B, C, nH, b, nW, b) attention output (n = nH * nW)."""
+        """(B, n, heads, b^2, d) q, k, v -> (B, C, nH, b, nW, b) attention
+        output (n = nH * nW)."""
         device = q.device
-        b, h, c = self.block, self.num_heads, self.out_channels
-        # spatially-aware values: mixture weights per position in the patch
-        pos = (self.emb_row[:, None] + self.emb_col[None, :]).view(b * b, c)
-        mix = (pos @ self.emb_mix.t()).softmax(-1)  # (b^2, m)
-        v = (v.unflatten(-1, (self.num_mixtures, c)) *
-             mix[:, :, None]).sum(-2).unflatten(-1, (h, -1))
+        b = self.block
         # logits q.k + q.r within each patch: (B, n, heads, b^2, b^2)
-        q, k, v = (t.transpose(2, 3) for t in (q, k, v))
         d2 = q.shape[-1] // 2
         row = q[..., :d2] @ self.rel_row.t()  # (B,n,h,b^2,2b-1)
         col = q[..., d2:] @ self.rel_col.t()
@@ -107,6 +117,7 @@ class AttentionStem(BaseModule):
         col = col.gather(-1, ri[qx].expand(col.shape[:-1] + (b, )))
         rel = (row[..., :, None] + col[..., None, :]).flatten(-2)
         attn = (q @ k.transpose(-1, -2) + rel).softmax(-1)
-        out = (attn @ v).transpose(2, 3)
-        out = out.reshape(out.shape[0], n_h, n_w, b, b, c)
-        return out.permute(0, 5, 1, 3, 2, 4)
+        out = attn @ v  # (B, n, heads, b^2, d)
+        out = out.view(out.shape[0], n_h, n_w, out.shape[2], b, b, -1)
+        # (B, nH, nW, heads, b, b, d) -> (B, heads, d, nH, b, nW, b)
+        return out.permute(0, 3, 6, 1, 4, 2, 5)

@@ -48,13 +48,18 @@ def load_cpu_extension():
             from torch.utils.cpp_extension import load
             src = osp.join(osp.dirname(__file__), 'csrc',
                            'local_attention_cpu.cpp')
-            flags = ['-O3', '-ffast-math', '-Wno-psabi'] + _simd_flags()
+            # -fopenmp: at::parallel_for is an OpenMP pragma in ATen's
+            # headers, compiled into this module; without the flag it runs
+            # serially. The module then links libgomp.so.1, which resolves
+            # to torch's already loaded runtime (torch.set_num_threads).
+            flags = ['-O3', '-ffast-math', '-fopenmp',
+                     '-Wno-psabi'] + _simd_flags()
             # the name carries the flags: a cache built for another CPU is
             # never loaded here
             name = 'mmeffattn_local_attention_cpu' + ''.join(
                 f.replace('-m', '_') for f in _simd_flags())
             _EXT = load(name=name, sources=[src], extra_cflags=flags,
-                        verbose=False)
+                        extra_ldflags=['-fopenmp'], verbose=False)
         except Exception as exc:  # no compiler, no ninja, ...
             _FAILED = True
             warnings.warn('mmeffattn: could not build the CPU kernel of '

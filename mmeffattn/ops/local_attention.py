@@ -17,10 +17,12 @@ Borders (the SASA paper is silent; see docs/sasa.md):
 Two implementations, same semantics (both tested against a brute-force loop):
 
 * ``'cpp'`` (CPU; the default there): a fused C++ kernel
-  (``csrc/local_attention_cpu.cpp``, JIT-built) that walks each pixel's window
-  once, saving only the attention weights ``heads * k^2 * HW`` for backward;
-  registered as the custom op ``mmeffattn::local_attention2d_cpu``, so that
-  torch.compile keeps it in its graph;
+  (``csrc/local_attention_cpu.cpp``, JIT-built, OpenMP) on channels-first
+  planes, vectorised over each row's queries; it saves only its inputs and
+  recomputes the attention weights in backward; registered as the custom ops
+  ``mmeffattn::local_attention2d_cpu`` and ``..._qkv_cpu`` (stacked q|k|v of
+  one 1x1 conv, :func:`local_attention2d_qkv`), so that torch.compile keeps it
+  in its graph;
 * ``'halo'`` (any device/dtype; the default on GPU): "blocked halo GEMM",
   HaloNet-style but exact SASA windows: queries are cut into ``b x b`` blocks,
   each block attends with two batched GEMMs to its ``(b + k - 1)^2`` halo of
@@ -246,7 +248,7 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         # a (B, C, H, W) tensor, as in LocalSelfAttention2d
         with _no_autocast(q):
             planes = [t.to(compute).permute(0, 1, 4, 2, 3) for t in (q, k, v)]
-            out, _ = local_attention2d_cpu(
+            out = local_attention2d_cpu(
                 *planes, rel_row.to(compute), rel_col.to(compute),
                 kernel_size, border == 'mask',
                 1.0 if scale is None else float(scale))
@@ -298,7 +300,7 @@ def local_attention2d_qkv(qkv: torch.Tensor, num_heads: int,
                   kernel_size, border)
     compute = torch.float64 if qkv.dtype == torch.float64 else torch.float32
     with _no_autocast(qkv):
-        out, _ = local_attention2d_qkv_cpu(
+        out = local_attention2d_qkv_cpu(
             planes.to(compute), rel_row.to(compute), rel_col.to(compute),
             kernel_size, border == 'mask',
             1.0 if scale is None else float(scale))

@@ -43,57 +43,50 @@ def _same_strides(q: Tensor, k: Tensor, v: Tensor):
                          device_types='cpu')
 def local_attention2d_cpu(q: Tensor, k: Tensor, v: Tensor, rel_row: Tensor,
                           rel_col: Tensor, kernel_size: int, mask: bool,
-                          scale: float) -> Tuple[Tensor, Tensor]:
+                          scale: float) -> Tensor:
     """Channels-first q, k, v (B, heads, d, H, W) -> output (B, heads, d, H, W)
-    (contiguous, i.e. (B, C, H, W)) and attention weights
-    (B, heads, k*k, H, W). Logits are ``scale * q . (k + r)``."""
-    out, attn = _extension().forward(*_same_strides(q, k, v), rel_row,
-                                     rel_col, kernel_size, mask, scale)
-    return out, attn
+    (contiguous, i.e. (B, C, H, W)). Logits are ``scale * q . (k + r)``.
+    Backward saves only the inputs and recomputes the attention weights."""
+    return _extension().forward(*_same_strides(q, k, v), rel_row, rel_col,
+                                kernel_size, mask, scale)
 
 
 @local_attention2d_cpu.register_fake
 def _(q, k, v, rel_row, rel_col, kernel_size, mask, scale):
-    bsz, heads, _, height, width = q.shape
-    return (q.new_empty(q.shape),
-            q.new_empty((bsz, heads, kernel_size * kernel_size, height,
-                         width)))
+    return q.new_empty(q.shape)
 
 
 @torch.library.custom_op('mmeffattn::local_attention2d_cpu_backward',
                          mutates_args=(), device_types='cpu')
 def local_attention2d_cpu_backward(grad_out: Tensor, q: Tensor, k: Tensor,
                                    v: Tensor, rel_row: Tensor,
-                                   rel_col: Tensor, attn: Tensor,
-                                   kernel_size: int,
-                                   scale: float) -> List[Tensor]:
+                                   rel_col: Tensor, kernel_size: int,
+                                   mask: bool, scale: float) -> List[Tensor]:
     """Gradients of q, k, v (contiguous (B, heads, d, H, W)), rel_row,
     rel_col."""
     grads = [q.new_empty(q.shape) for _ in range(3)]
     rel_grads = _extension().backward(grad_out.contiguous(),
                                       *_same_strides(q, k, v), rel_row,
-                                      rel_col, attn, kernel_size, scale,
+                                      rel_col, kernel_size, mask, scale,
                                       *grads)
     return grads + list(rel_grads)
 
 
 @local_attention2d_cpu_backward.register_fake
-def _(grad_out, q, k, v, rel_row, rel_col, attn, kernel_size, scale):
+def _(grad_out, q, k, v, rel_row, rel_col, kernel_size, mask, scale):
     return [q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape),
             torch.empty_like(rel_row), torch.empty_like(rel_col)]
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, rel_row, rel_col, kernel_size, _, scale = inputs
-    ctx.save_for_backward(q, k, v, rel_row, rel_col, output[1])
-    ctx.kernel_size, ctx.scale = kernel_size, scale
+    q, k, v, rel_row, rel_col, kernel_size, mask, scale = inputs
+    ctx.save_for_backward(q, k, v, rel_row, rel_col)
+    ctx.args = (kernel_size, mask, scale)
 
 
-def _backward(ctx, grad_out, grad_attn):
-    q, k, v, rel_row, rel_col, attn = ctx.saved_tensors
-    grads = local_attention2d_cpu_backward(grad_out, q, k, v, rel_row,
-                                           rel_col, attn, ctx.kernel_size,
-                                           ctx.scale)
+def _backward(ctx, grad_out):
+    grads = local_attention2d_cpu_backward(grad_out, *ctx.saved_tensors,
+                                           *ctx.args)
     return tuple(grads) + (None, None, None)
 
 
@@ -105,30 +98,25 @@ local_attention2d_cpu.register_autograd(_backward,
                          mutates_args=(), device_types='cpu')
 def local_attention2d_qkv_cpu(qkv: Tensor, rel_row: Tensor, rel_col: Tensor,
                               kernel_size: int, mask: bool,
-                              scale: float) -> Tuple[Tensor, Tensor]:
+                              scale: float) -> Tensor:
     """The same op on one projection output ``qkv`` (B, 3, heads, d, H, W)
     (a view of a (B, 3C, H, W) 1x1 conv output); its backward writes one
     (B, 3, heads, d, H, W) gradient, so autograd assembles nothing."""
     qkv = _planes(qkv)
-    out, attn = _extension().forward(qkv[:, 0], qkv[:, 1], qkv[:, 2],
-                                     rel_row, rel_col, kernel_size, mask,
-                                     scale)
-    return out, attn
+    return _extension().forward(qkv[:, 0], qkv[:, 1], qkv[:, 2], rel_row,
+                                rel_col, kernel_size, mask, scale)
 
 
 @local_attention2d_qkv_cpu.register_fake
 def _(qkv, rel_row, rel_col, kernel_size, mask, scale):
-    bsz, _, heads, _, height, width = qkv.shape
-    return (qkv.new_empty(qkv[:, 0].shape),
-            qkv.new_empty((bsz, heads, kernel_size * kernel_size, height,
-                           width)))
+    return qkv.new_empty(qkv[:, 0].shape)
 
 
 @torch.library.custom_op('mmeffattn::local_attention2d_qkv_cpu_backward',
                          mutates_args=(), device_types='cpu')
 def local_attention2d_qkv_cpu_backward(grad_out: Tensor, qkv: Tensor,
                                        rel_row: Tensor, rel_col: Tensor,
-                                       attn: Tensor, kernel_size: int,
+                                       kernel_size: int, mask: bool,
                                        scale: float) -> List[Tensor]:
     """Gradients of qkv (contiguous (B, 3, heads, d, H, W)), rel_row,
     rel_col."""
@@ -136,28 +124,26 @@ def local_attention2d_qkv_cpu_backward(grad_out: Tensor, qkv: Tensor,
     grad = qkv.new_empty(qkv.shape)
     rel_grads = _extension().backward(
         grad_out.contiguous(), qkv[:, 0], qkv[:, 1], qkv[:, 2], rel_row,
-        rel_col, attn, kernel_size, scale, grad[:, 0], grad[:, 1],
+        rel_col, kernel_size, mask, scale, grad[:, 0], grad[:, 1],
         grad[:, 2])
     return [grad] + list(rel_grads)
 
 
 @local_attention2d_qkv_cpu_backward.register_fake
-def _(grad_out, qkv, rel_row, rel_col, attn, kernel_size, scale):
+def _(grad_out, qkv, rel_row, rel_col, kernel_size, mask, scale):
     return [qkv.new_empty(qkv.shape), torch.empty_like(rel_row),
             torch.empty_like(rel_col)]
 
 
 def _setup_context_qkv(ctx, inputs, output):
-    qkv, rel_row, rel_col, kernel_size, _, scale = inputs
-    ctx.save_for_backward(qkv, rel_row, rel_col, output[1])
-    ctx.kernel_size, ctx.scale = kernel_size, scale
+    qkv, rel_row, rel_col, kernel_size, mask, scale = inputs
+    ctx.save_for_backward(qkv, rel_row, rel_col)
+    ctx.args = (kernel_size, mask, scale)
 
 
-def _backward_qkv(ctx, grad_out, grad_attn):
-    qkv, rel_row, rel_col, attn = ctx.saved_tensors
-    grads = local_attention2d_qkv_cpu_backward(grad_out, qkv, rel_row,
-                                               rel_col, attn,
-                                               ctx.kernel_size, ctx.scale)
+def _backward_qkv(ctx, grad_out):
+    grads = local_attention2d_qkv_cpu_backward(grad_out, *ctx.saved_tensors,
+                                               *ctx.args)
     return tuple(grads) + (None, None, None)
 
 

@@ -3,7 +3,8 @@
 // Layout: q, k, v: (B, heads, d, H, W) whose (d, H, W) block is contiguous
 // (any batch / head strides: views of a 1x1 conv's (B, 3C, H, W) output need
 // no copy); out: (B, heads, d, H, W) contiguous, i.e. (B, C, H, W);
-// attn (saved for backward): (B, heads, k*k, H, W); rel_row, rel_col: (k, d/2).
+// rel_row, rel_col: (k, d/2). Backward recomputes the attention weights
+// (nothing but the inputs is saved: no k^2 weights per pixel).
 //
 // One (batch, head) plane per task (OpenMP through at::parallel_for). The
 // plane's q (scaled), k and v are copied once into zero-padded, cache-resident
@@ -41,20 +42,8 @@ struct Geometry {
       : H(H_), W(W_), d(d_), ks(ks_), r(ks_ / 2), kk(ks_ * ks_),
         half(d_ / 2), Wq(round_up(W_, kVec)), Hp(H_ + 2 * (ks_ / 2)),
         Wk(round_up(round_up(W_, kVec) + 2 * (ks_ / 2), kVec)) {}
-  int64_t qsize() const { return d * H * Wq; }
   int64_t ksize() const { return d * Hp * Wk; }
 };
-
-// (d, H, W) plane -> (d, H, Wq) buffer times `scale` (padding stays zero).
-template <typename T>
-void load_queries(const T* src, T* dst, const Geometry& g, T scale) {
-  for (int64_t c = 0; c < g.d; ++c)
-    for (int64_t i = 0; i < g.H; ++i) {
-      const T* s = src + (c * g.H + i) * g.W;
-      T* o = dst + (c * g.H + i) * g.Wq;
-      for (int64_t j = 0; j < g.W; ++j) o[j] = s[j] * scale;
-    }
-}
 
 // (d, H, W) plane -> interior of the (d, Hp, Wk) buffer (border stays zero).
 template <typename T>
@@ -199,102 +188,125 @@ struct Validity {
   }
 };
 
+// Scratch of one thread for attention_row.
 template <typename T>
-void forward_plane(const T* q, const T* k, const T* v, const T* rr,
-                   const T* rc, T* out, T* attn, const Geometry& g, T scale,
-                   bool mask, T* qb, T* kb, T* vb, T* S, T* rel_r, T* rel_c,
-                   T* mx, T* sum) {
-  load_queries(q, qb, g, scale);
-  load_keys(k, kb, g);
-  load_keys(v, vb, g);
+struct RowScratch {
+  std::vector<T> rel_r, rel_c, mx, sum;
+  explicit RowScratch(const Geometry& g)
+      : rel_r(std::max(g.ks, g.d) * g.Wq), rel_c(g.ks * g.Wq), mx(g.Wq),
+        sum(g.Wq) {}
+};
+
+// Attention weights of query row i: P[a*ks+b][j] (rows of stride Ps, the
+// row's queries j < Wq; zero for excluded offsets and padding queries).
+// qp, kp: padded (d, Hp, Wk) buffers, q scaled. Forward and backward both
+// call this (backward recomputes instead of saving k^2 weights per pixel).
+template <typename T>
+void attention_row(const T* qp, const T* kp, const T* rr, const T* rc,
+                   const Geometry& g, int64_t i, bool mask, T* P, int64_t Ps,
+                   RowScratch<T>& sc) {
   const Validity valid{g};
-  const int64_t qs = g.H * g.Wq, HW = g.H * g.W;
+  const int64_t ys = g.Hp * g.Wk;
   const T kNeg = T(-1e30);
-  for (int64_t i = 0; i < g.H; ++i) {
-    const T* qi = qb + i * g.Wq;
-    relative_logits(qi, qs, rr, g, rel_r);
-    relative_logits(qi + g.half * qs, qs, rc, g, rel_c);
+  const T* qi = qp + (i + g.r) * g.Wk + g.r;
+  T* rel_r = sc.rel_r.data();
+  T* rel_c = sc.rel_c.data();
+  T* mx = sc.mx.data();
+  T* sum = sc.sum.data();
+  relative_logits(qi, ys, rr, g, rel_r);
+  relative_logits(qi + g.half * ys, ys, rc, g, rel_c);
+  for (int64_t a = 0; a < g.ks; ++a)
+    for (int64_t b = 0; b < g.ks; ++b) {
+      T* s = P + (a * g.ks + b) * Ps;
+      const T* ra = rel_r + a * g.Wq;
+      const T* cb = rel_c + b * g.Wq;
+      for (int64_t j = 0; j < g.Wq; ++j) s[j] = ra[j] + cb[j];
+    }
+  window_dots(qi, ys, kp, g, i, P, Ps);
+  if (mask) {
     for (int64_t a = 0; a < g.ks; ++a)
       for (int64_t b = 0; b < g.ks; ++b) {
-        T* s = S + (a * g.ks + b) * g.Wq;
-        const T* ra = rel_r + a * g.Wq;
-        const T* cb = rel_c + b * g.Wq;
-        for (int64_t j = 0; j < g.Wq; ++j) s[j] = ra[j] + cb[j];
-      }
-    window_dots(qi, qs, kb, g, i, S, g.Wq);
-    if (mask) {
-      for (int64_t a = 0; a < g.ks; ++a)
-        for (int64_t b = 0; b < g.ks; ++b) {
-          T* s = S + (a * g.ks + b) * g.Wq;
-          if (!valid.row(i, a)) {
-            for (int64_t j = 0; j < g.Wq; ++j) s[j] = kNeg;
-            continue;
-          }
-          for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = kNeg;
-          for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = kNeg;
+        T* s = P + (a * g.ks + b) * Ps;
+        if (!valid.row(i, a)) {
+          for (int64_t j = 0; j < g.Wq; ++j) s[j] = kNeg;
+          continue;
         }
-    }
-    // softmax over the k*k offsets, vectorised over the row's queries
-    for (int64_t j = 0; j < g.Wq; ++j) mx[j] = S[j];
-    for (int64_t o = 1; o < g.kk; ++o) {
-      const T* s = S + o * g.Wq;
-      for (int64_t j = 0; j < g.Wq; ++j) mx[j] = std::max(mx[j], s[j]);
-    }
-    for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
-    for (int64_t o = 0; o < g.kk; ++o) {
-      T* s = S + o * g.Wq;
-      for (int64_t j = 0; j < g.Wq; ++j) {
-        s[j] = std::exp(std::max(s[j] - mx[j], T(-80)));
-        sum[j] += s[j];
+        for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = kNeg;
+        for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = kNeg;
       }
-    }
-    if (mask) {  // exp(-80) of excluded offsets: exactly zero instead
-      for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
-      for (int64_t a = 0; a < g.ks; ++a)
-        for (int64_t b = 0; b < g.ks; ++b) {
-          T* s = S + (a * g.ks + b) * g.Wq;
-          if (!valid.row(i, a)) {
-            for (int64_t j = 0; j < g.Wq; ++j) s[j] = 0;
-          } else {
-            for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = 0;
-            for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = 0;
-          }
-          for (int64_t j = 0; j < g.Wq; ++j) sum[j] += s[j];
-        }
-    }
-    // (padding queries past the image edge may have no offset left)
-    for (int64_t j = 0; j < g.Wq; ++j)
-      sum[j] = sum[j] > T(0) ? T(1) / sum[j] : T(0);
-    for (int64_t o = 0; o < g.kk; ++o) {
-      T* s = S + o * g.Wq;
-      for (int64_t j = 0; j < g.Wq; ++j) s[j] *= sum[j];
-      std::memcpy(attn + o * HW + i * g.W, s, g.W * sizeof(T));
-    }
-    // output row i: rows of stride Wq in `S` reused as scratch for d rows
-    T* orow = rel_r;  // (d, Wq) scratch, rel_r/rel_c no longer needed
-    window_combine(S, g.Wq, vb, g, i, orow, g.Wq);
-    for (int64_t c = 0; c < g.d; ++c)
-      std::memcpy(out + (c * g.H + i) * g.W, orow + c * g.Wq,
-                  g.W * sizeof(T));
   }
+  // softmax over the k*k offsets, vectorised over the row's queries
+  for (int64_t j = 0; j < g.Wq; ++j) mx[j] = P[j];
+  for (int64_t o = 1; o < g.kk; ++o) {
+    const T* s = P + o * Ps;
+    for (int64_t j = 0; j < g.Wq; ++j) mx[j] = std::max(mx[j], s[j]);
+  }
+  for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
+  for (int64_t o = 0; o < g.kk; ++o) {
+    T* s = P + o * Ps;
+    for (int64_t j = 0; j < g.Wq; ++j) {
+      s[j] = std::exp(std::max(s[j] - mx[j], T(-80)));
+      sum[j] += s[j];
+    }
+  }
+  if (mask) {  // exp(-80) of excluded offsets: exactly zero instead
+    for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
+    for (int64_t a = 0; a < g.ks; ++a)
+      for (int64_t b = 0; b < g.ks; ++b) {
+        T* s = P + (a * g.ks + b) * Ps;
+        if (!valid.row(i, a)) {
+          for (int64_t j = 0; j < g.Wq; ++j) s[j] = 0;
+        } else {
+          for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = 0;
+          for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = 0;
+        }
+        for (int64_t j = 0; j < g.Wq; ++j) sum[j] += s[j];
+      }
+  }
+  // padding queries (j >= W) get weight 0: backward relies on it
+  for (int64_t j = 0; j < g.Wq; ++j)
+    sum[j] = (j < g.W && sum[j] > T(0)) ? T(1) / sum[j] : T(0);
+  for (int64_t o = 0; o < g.kk; ++o) {
+    T* s = P + o * Ps;
+    for (int64_t j = 0; j < g.Wq; ++j) s[j] *= sum[j];
+  }
+}
+
+// (d, H, W) plane -> interior of a padded (d, Hp, Wk) buffer times scale.
+template <typename T>
+void load_scaled(const T* src, T* dst, const Geometry& g, T scale) {
+  for (int64_t c = 0; c < g.d; ++c)
+    for (int64_t i = 0; i < g.H; ++i) {
+      const T* s = src + (c * g.H + i) * g.W;
+      T* o = dst + (c * g.Hp + i + g.r) * g.Wk + g.r;
+      for (int64_t j = 0; j < g.W; ++j) o[j] = s[j] * scale;
+    }
 }
 
 template <typename T>
 void forward_kernel(const T* q, const T* k, const T* v, int64_t sb,
                     int64_t sh, int64_t heads, const T* rr, const T* rc,
-                    T* out, T* attn, int64_t BH, const Geometry& g, T scale,
+                    T* out, int64_t BH, const Geometry& g, T scale,
                     bool mask) {
   at::parallel_for(0, BH, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> qb(g.qsize(), 0), kb(g.ksize(), 0), vb(g.ksize(), 0);
-    std::vector<T> S(g.kk * g.Wq), scratch(std::max(g.ks, g.d) * g.Wq),
-        rel_c(g.ks * g.Wq), mx(g.Wq), sum(g.Wq);
+    std::vector<T> qp(g.ksize(), 0), kp(g.ksize(), 0), vp(g.ksize(), 0);
+    std::vector<T> P(g.kk * g.Wq), rows(g.d * g.Wq);
+    RowScratch<T> sc(g);
     const int64_t plane = g.d * g.H * g.W;
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t off = (bh / heads) * sb + (bh % heads) * sh;
-      forward_plane<T>(q + off, k + off, v + off, rr, rc, out + bh * plane,
-                       attn + bh * g.kk * g.H * g.W, g, scale, mask,
-                       qb.data(), kb.data(), vb.data(), S.data(),
-                       scratch.data(), rel_c.data(), mx.data(), sum.data());
+      load_scaled(q + off, qp.data(), g, scale);
+      load_keys(k + off, kp.data(), g);
+      load_keys(v + off, vp.data(), g);
+      T* o = out + bh * plane;
+      for (int64_t i = 0; i < g.H; ++i) {
+        attention_row(qp.data(), kp.data(), rr, rc, g, i, mask, P.data(),
+                      g.Wq, sc);
+        window_combine(P.data(), g.Wq, vp.data(), g, i, rows.data(), g.Wq);
+        for (int64_t c = 0; c < g.d; ++c)
+          std::memcpy(o + (c * g.H + i) * g.W, rows.data() + c * g.Wq,
+                      g.W * sizeof(T));
+      }
     }
   });
 }
@@ -357,10 +369,12 @@ struct BackwardBuffers {
   std::vector<T> qp, kp, vp, gp;  // (d, Hp, Wk) padded, q scaled
   std::vector<T> Gr, Pr;          // rings of ks query rows: (ks, kk, Wk)
   std::vector<T> rows, grow, gcol, s;
+  RowScratch<T> sc;
   explicit BackwardBuffers(const Geometry& g)
       : qp(g.ksize(), 0), kp(g.ksize(), 0), vp(g.ksize(), 0),
         gp(g.ksize(), 0), Gr(g.ks * g.kk * g.Wk), Pr(g.ks * g.kk * g.Wk),
-        rows(g.d * g.Wq), grow(g.ks * g.Wq), gcol(g.ks * g.Wq), s(g.Wq) {}
+        rows(g.d * g.Wq), grow(g.ks * g.Wq), gcol(g.ks * g.Wq), s(g.Wq),
+        sc(g) {}
 };
 
 template <typename T>
@@ -375,18 +389,16 @@ void store_rows(const T* rows, int64_t rs, T* plane, const Geometry& g,
 
 template <typename T>
 void backward_plane(const T* gout, const T* q, const T* k, const T* v,
-                    const T* rr, const T* rc, const T* attn, T* gq, T* gk,
+                    const T* rr, const T* rc, bool mask, T* gq, T* gk,
                     T* gv, T* grr, T* grc, const Geometry& g, T scale,
                     BackwardBuffers<T>& buf) {
-  // q enters the padded layout scaled: load_keys then scale the interior
-  load_keys(q, buf.qp.data(), g);
-  for (auto& x : buf.qp) x *= scale;
+  load_scaled(q, buf.qp.data(), g, scale);
   load_keys(k, buf.kp.data(), g);
   load_keys(v, buf.vp.data(), g);
   load_keys(gout, buf.gp.data(), g);
   std::fill(buf.Gr.begin(), buf.Gr.end(), T(0));
   std::fill(buf.Pr.begin(), buf.Pr.end(), T(0));
-  const int64_t ys = g.Hp * g.Wk, rs = g.kk * g.Wk, HW = g.H * g.W;
+  const int64_t ys = g.Hp * g.Wk, rs = g.kk * g.Wk;
   T* rows = buf.rows.data();
   T* grow = buf.grow.data();
   T* gcol = buf.gcol.data();
@@ -397,11 +409,11 @@ void backward_plane(const T* gout, const T* q, const T* k, const T* v,
     T* P = buf.Pr.data() + (i % g.ks) * rs + g.r;
     const T* qi = buf.qp.data() + (i + g.r) * g.Wk + g.r;  // rows: stride ys
     const T* gi = buf.gp.data() + (i + g.r) * g.Wk + g.r;
-    for (int64_t o = 0; o < g.kk; ++o) {
-      std::memcpy(P + o * g.Wk, attn + o * HW + i * g.W, g.W * sizeof(T));
-      for (int64_t j = g.W; j < g.Wq; ++j) P[o * g.Wk + j] = 0;
+    // the forward's weights, recomputed (bit for bit the same code)
+    attention_row(buf.qp.data(), buf.kp.data(), rr, rc, g, i, mask, P, g.Wk,
+                  buf.sc);
+    for (int64_t o = 0; o < g.kk; ++o)
       for (int64_t j = 0; j < g.Wq; ++j) G[o * g.Wk + j] = 0;
-    }
     // dP[o][j] = g_out[:, j] . v[:, i+a-r, j+b-r]
     window_dots(gi, ys, buf.vp.data(), g, i, G, g.Wk);
     // G = P * (dP - sum_o P dP)
@@ -475,7 +487,7 @@ void backward_plane(const T* gout, const T* q, const T* k, const T* v,
 template <typename T>
 void backward_kernel(const T* gout, const T* q, const T* k, const T* v,
                      int64_t sb, int64_t sh, int64_t heads, const T* rr,
-                     const T* rc, const T* attn, T* gq, T* gk, T* gv,
+                     const T* rc, bool mask, T* gq, T* gk, T* gv,
                      int64_t gsb, int64_t gsh, T* grr, T* grc, int64_t BH,
                      const Geometry& g, T scale) {
   const int nthreads = at::get_num_threads();
@@ -489,8 +501,7 @@ void backward_kernel(const T* gout, const T* q, const T* k, const T* v,
       const int64_t off = (bh / heads) * sb + (bh % heads) * sh;
       const int64_t goff = (bh / heads) * gsb + (bh % heads) * gsh;
       backward_plane<T>(gout + bh * plane, q + off, k + off, v + off, rr, rc,
-                        attn + bh * g.kk * g.H * g.W, gq + goff, gk + goff,
-                        gv + goff, acc.data(), acc.data() + g.ks * g.half, g,
+                        mask, gq + goff, gk + goff, gv + goff, acc.data(), acc.data() + g.ks * g.half, g,
                         scale, buf);
     }
   });
@@ -514,7 +525,7 @@ std::pair<int64_t, int64_t> plane_strides(const at::Tensor& t,
 
 }  // namespace
 
-std::vector<at::Tensor> forward(at::Tensor q, at::Tensor k, at::Tensor v,
+at::Tensor forward(at::Tensor q, at::Tensor k, at::Tensor v,
                                 at::Tensor rel_row, at::Tensor rel_col,
                                 int64_t kernel_size, bool mask,
                                 double scale) {
@@ -526,17 +537,16 @@ std::vector<at::Tensor> forward(at::Tensor q, at::Tensor k, at::Tensor v,
               "kernel_size must be odd and < 64, got ", kernel_size);
   const Geometry g(q.size(3), q.size(4), q.size(2), kernel_size);
   auto out = at::empty(q.sizes(), q.options());
-  auto attn = at::empty({B, heads, g.kk, g.H, g.W}, q.options());
   auto rr = rel_row.contiguous(), rc = rel_col.contiguous();
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "local_attention_fwd", [&] {
     forward_kernel<scalar_t>(
         q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
         v.data_ptr<scalar_t>(), sq.first, sq.second, heads,
         rr.data_ptr<scalar_t>(), rc.data_ptr<scalar_t>(),
-        out.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), B * heads, g,
+        out.data_ptr<scalar_t>(), B * heads, g,
         static_cast<scalar_t>(scale), mask);
   });
-  return {out, attn};
+  return out;
 }
 
 // Writes the gradients of q, k, v into gq, gk, gv: (B, heads, d, H, W) with
@@ -544,8 +554,8 @@ std::vector<at::Tensor> forward(at::Tensor q, at::Tensor k, at::Tensor v,
 // do); returns the gradients of rel_row and rel_col.
 std::vector<at::Tensor> backward(at::Tensor gout, at::Tensor q, at::Tensor k,
                                  at::Tensor v, at::Tensor rel_row,
-                                 at::Tensor rel_col, at::Tensor attn,
-                                 int64_t kernel_size, double scale,
+                                 at::Tensor rel_col, int64_t kernel_size,
+                                 bool mask, double scale,
                                  at::Tensor gq, at::Tensor gk, at::Tensor gv) {
   const auto sq = plane_strides(q, "q");
   TORCH_CHECK(plane_strides(k, "k") == sq && plane_strides(v, "v") == sq,
@@ -558,7 +568,6 @@ std::vector<at::Tensor> backward(at::Tensor gout, at::Tensor q, at::Tensor k,
                   gv.sizes() == q.sizes(),
               "gradient buffers must have q's shape");
   gout = gout.contiguous();
-  attn = attn.contiguous();
   const int64_t B = q.size(0), heads = q.size(1);
   TORCH_CHECK(kernel_size % 2 == 1 && kernel_size >= 1 && kernel_size < 64,
               "kernel_size must be odd and < 64, got ", kernel_size);
@@ -570,7 +579,7 @@ std::vector<at::Tensor> backward(at::Tensor gout, at::Tensor q, at::Tensor k,
         gout.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(),
         k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), sq.first, sq.second,
         heads, rr.data_ptr<scalar_t>(), rc.data_ptr<scalar_t>(),
-        attn.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(),
+        mask, gq.data_ptr<scalar_t>(),
         gk.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), sg.first,
         sg.second, grr.data_ptr<scalar_t>(), grc.data_ptr<scalar_t>(),
         B * heads, g, static_cast<scalar_t>(scale));

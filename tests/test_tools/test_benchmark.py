@@ -47,3 +47,14 @@ def test_unknown_backbone_is_named():
     from mmeffattn.benchmarks.set_cases import build_backbone_case
     with pytest.raises(ValueError, match="'vgg'"):
         build_backbone_case(dict(impl='vgg', B=1, H=32, W=32))
+
+
+def test_profile_backbone_prints_the_op_table(tmp_path):
+    proc = run_tool([osp.join(TOOLS, 'analysis_tools', 'profile_backbone.py'),
+                     'sasa-r50', '--batch', '2', '--size', '32', '--rows',
+                     '40'], str(tmp_path))
+    assert 'sasa-r50: one training step, B=2, 32x32' in proc.stdout
+    assert 'mmeffattn::local_attention2d_qkv_cpu_backward' in proc.stdout
+    bad = run_tool([osp.join(TOOLS, 'analysis_tools', 'profile_backbone.py'),
+                    'resnet-51'], str(tmp_path), check=False)
+    assert bad.returncode == 2 and "unknown backbone 'resnet-51'" in bad.stderr

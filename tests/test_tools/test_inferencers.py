@@ -72,3 +72,18 @@ def test_mmseg_inferencer_upernet(demo_cwd, monkeypatch):
     digits = gt > 0
     assert (pred[digits] == gt[digits]).mean() > 0.8
     assert (pred[~digits] == 0).mean() > 0.9
+
+
+def test_seg_demo_figure_tool(demo_cwd, tmp_path):
+    import cv2
+    from conftest import TOOLS, run_tool
+    name = 'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64'
+    out = str(tmp_path / 'fig.png')
+    run_tool([osp.join(TOOLS, 'analysis_tools', 'seg_demo_figure.py'),
+              osp.join(DEMO, name + '.py'), published_checkpoint(name),
+              '--num', '2', '--scale', '1', '--out', out], demo_cwd)
+    assert cv2.imread(out).shape == (2 * 64, 3 * 64, 3)
+    bad = run_tool([osp.join(TOOLS, 'analysis_tools', 'seg_demo_figure.py'),
+                    osp.join(DEMO, name + '.py'), 'nowhere.pth', '--out',
+                    out], demo_cwd, check=False)
+    assert bad.returncode == 2 and 'nowhere.pth' in bad.stderr

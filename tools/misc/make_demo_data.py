@@ -5,7 +5,21 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmeffattn.datasets import generate_demo_data  # noqa: E402
+from mmeffattn.datasets import demo_data, generate_demo_data  # noqa: E402
+
+
+def written_by(out_dir: str) -> str:
+    """'current' if this version of the generator wrote ``out_dir`` (its
+    README.txt is the generator's description, which changes with the
+    layout), 'older' if an older version did, else 'other'."""
+    readme = osp.join(out_dir, 'README.txt')
+    if not osp.isfile(readme):
+        return 'other'
+    with open(readme) as f:
+        text = f.read()
+    if text == demo_data.__doc__:
+        return 'current'
+    return 'older' if text.startswith('Embedded demo data') else 'other'
 
 
 def main(argv=None):
@@ -18,8 +32,15 @@ def main(argv=None):
     parser.add_argument('--overwrite', action='store_true')
     args = parser.parse_args(argv)
     if osp.exists(args.out_dir) and not args.overwrite:
-        print(f'{args.out_dir} exists; keeping it (--overwrite to replace)')
-        return args.out_dir
+        if written_by(args.out_dir) != 'older':
+            print(f'{args.out_dir} exists; keeping it (--overwrite to '
+                  'replace)')
+            return args.out_dir
+        # written by an older mmeffattn (e.g. the 128x128 stroke-label seg
+        # set): the demo configs expect the current layout
+        print(f'{args.out_dir} was made by an older version of this tool; '
+              'writing it again')
+        args.overwrite = True
     out = generate_demo_data(args.out_dir, canvas_size=args.canvas_size,
                              num_det_train=args.num_det_train,
                              num_det_val=args.num_det_val, seed=args.seed,

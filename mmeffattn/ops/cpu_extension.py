@@ -46,8 +46,9 @@ def load_cpu_extension():
                 'PATH', '')
         try:
             from torch.utils.cpp_extension import load
-            src = osp.join(osp.dirname(__file__), 'csrc',
-                           'local_attention_cpu.cpp')
+            src = [osp.join(osp.dirname(__file__), 'csrc', f)
+                   for f in ('local_attention_cpu.cpp',
+                             'patch_attention_cpu.cpp')]
             # -fopenmp: at::parallel_for is an OpenMP pragma in ATen's
             # headers, compiled into this module; without the flag it runs
             # serially. The module then links libgomp.so.1, which resolves
@@ -58,7 +59,7 @@ def load_cpu_extension():
             # never loaded here
             name = 'mmeffattn_local_attention_cpu' + ''.join(
                 f.replace('-m', '_') for f in _simd_flags())
-            _EXT = load(name=name, sources=[src], extra_cflags=flags,
+            _EXT = load(name=name, sources=src, extra_cflags=flags,
                         extra_ldflags=['-fopenmp'], verbose=False)
         except Exception as exc:  # no compiler, no ninja, ...
             _FAILED = True

@@ -587,7 +587,21 @@ std::vector<at::Tensor> backward(at::Tensor gout, at::Tensor q, at::Tensor k,
   return {grr, grc};
 }
 
+// patch_attention_cpu.cpp (the attention stem's op), bound in this module
+at::Tensor patch_attention_forward(at::Tensor q, at::Tensor k, at::Tensor v,
+                                   at::Tensor rel_row, at::Tensor rel_col,
+                                   int64_t heads, int64_t nh, int64_t nw,
+                                   int64_t b);
+std::vector<at::Tensor> patch_attention_backward(
+    at::Tensor gout, at::Tensor q, at::Tensor k, at::Tensor v,
+    at::Tensor rel_row, at::Tensor rel_col, int64_t heads, int64_t nh,
+    int64_t nw, int64_t b);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "SASA local attention forward (CPU)");
   m.def("backward", &backward, "SASA local attention backward (CPU)");
+  m.def("patch_forward", &patch_attention_forward,
+        "attention inside b x b patches, forward (CPU)");
+  m.def("patch_backward", &patch_attention_backward,
+        "attention inside b x b patches, backward (CPU)");
 }

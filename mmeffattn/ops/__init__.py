@@ -9,6 +9,7 @@ from .local_attention import (LocalAttention2dFunction, local_attention2d,
 from .local_attention_cpu_op import (local_attention2d_cpu,
                                      local_attention2d_qkv_cpu)
 from .local_attention_unfold import local_attention2d_unfold
+from .patch_attention import patch_attention
 from .set_attention import (grid_positions, positional_log_penalty,
                             squared_distances,
                             set_attention)
@@ -23,6 +24,7 @@ __all__ = ['local_attention2d', 'local_attention2d_forward',
            'local_attention2d_unfold', 'local_attention2d_flops',
            'LocalAttention2dFunction', 'local_attention2d_cpu',
            'local_attention2d_qkv', 'local_attention2d_qkv_cpu',
+           'patch_attention',
            'export_mode', 'is_exporting',
            'sinkhorn_log', 'sinkhorn_scaling', 'nystrom_features',
            'nystrom_basis',

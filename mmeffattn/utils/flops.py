@@ -49,6 +49,15 @@ def local_attention_qkv_flop_jit(inputs: List[Any],
                                    _shape(inputs[1])[0])
 
 
+def patch_attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """SASA stem's patch attention: inputs q (B, n, C, P), k, v, rel_row
+    (2b-1, d/2), ...: q.k and attn.v (P each) plus q.r (2b-1) per position
+    and channel."""
+    bsz, n, channels, positions = _shape(inputs[0])
+    rel = _shape(inputs[3])[0]
+    return bsz * n * channels * positions * (2 * positions + rel)
+
+
 def deformable_attention_macs(batch: int, queries: int, heads: int,
                               levels: int, points: int, head_dim: int) -> int:
     """MACs of multi-scale deformable attention (without its projections):
@@ -100,6 +109,7 @@ EXTRA_HANDLES = {
     'prim::PythonOp.LocalAttention2dFunction': local_attention_flop_jit,
     'mmeffattn::local_attention2d_cpu': local_attention_flop_jit,
     'mmeffattn::local_attention2d_qkv_cpu': local_attention_qkv_flop_jit,
+    'mmeffattn::patch_attention_cpu': patch_attention_flop_jit,
     'prim::PythonOp.MultiScaleDeformableAttnFunction':
     deformable_attention_flop_jit,
     'prim::PythonOp.CountedDeformableAttention': deformable_attention_flop_jit,

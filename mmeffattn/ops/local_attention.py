@@ -171,6 +171,13 @@ def _no_autocast(t: torch.Tensor):
     return torch.autocast(t.device.type, enabled=False)
 
 
+def _kernel_args(t: torch.Tensor, scale: Optional[float]):
+    """The C++ kernel's compute dtype (fp32; fp64 for fp64 inputs) and
+    logit scale."""
+    compute = torch.float64 if t.dtype == torch.float64 else torch.float32
+    return compute, 1.0 if scale is None else float(scale)
+
+
 def _use_cpp(q: torch.Tensor, impl: str) -> bool:
     if impl == 'halo':
         return False
@@ -242,8 +249,7 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
     exporting = is_exporting()
     if not exporting and _use_cpp(q, impl):
-        # the kernel computes in fp32 (fp64 for fp64 inputs)
-        compute = torch.float64 if q.dtype == torch.float64 else torch.float32
+        compute, kernel_scale = _kernel_args(q, scale)
         # channels-first planes: views (no copy) when q, k, v are views of
         # a (B, C, H, W) tensor, as in LocalSelfAttention2d
         with _no_autocast(q):
@@ -251,7 +257,7 @@ def local_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             out = local_attention2d_cpu(
                 *planes, rel_row.to(compute), rel_col.to(compute),
                 kernel_size, border == 'mask',
-                1.0 if scale is None else float(scale))
+                kernel_scale)
             return out.permute(0, 1, 3, 4, 2).to(q.dtype)
     with _no_autocast(q):  # one compute dtype: q's
         k, v, rel_row, rel_col = (t.to(q.dtype) for t in (k, v, rel_row,
@@ -298,12 +304,12 @@ def local_attention2d_qkv(qkv: torch.Tensor, num_heads: int,
                                                   height, width)
     _check_inputs(*planes.permute(1, 0, 2, 4, 5, 3), rel_row, rel_col,
                   kernel_size, border)
-    compute = torch.float64 if qkv.dtype == torch.float64 else torch.float32
+    compute, kernel_scale = _kernel_args(qkv, scale)
     with _no_autocast(qkv):
         out = local_attention2d_qkv_cpu(
             planes.to(compute), rel_row.to(compute), rel_col.to(compute),
             kernel_size, border == 'mask',
-            1.0 if scale is None else float(scale))
+            kernel_scale)
     return out.view(bsz, channels3 // 3, height, width).to(qkv.dtype)
 
 

@@ -113,20 +113,21 @@ class LocalSelfAttention2d(BaseModule):
         if torch.is_autocast_enabled(x.device.type):
             query, key = query_key_fp32(self.query, self.key, x)
             return query, key, self.value(x)
+        return self._stacked_projection(x).chunk(3, dim=1)
+
+    def _stacked_projection(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, 3 C_out, H, W): q|k|v by one 1x1 conv."""
         projs = (self.query, self.key, self.value)
         weight = torch.cat([p.weight for p in projs])
         bias = None if self.query.bias is None else torch.cat(
             [p.bias for p in projs])
-        return F.conv2d(x, weight, bias).chunk(3, dim=1)
+        return F.conv2d(x, weight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_autocast_enabled(x.device.type):
             qkv = torch.cat(self.projections(x), 1)
         else:  # one GEMM whose output the kernel reads in place
-            projs = (self.query, self.key, self.value)
-            qkv = F.conv2d(x, torch.cat([p.weight for p in projs]),
-                           None if self.query.bias is None else torch.cat(
-                               [p.bias for p in projs]))
+            qkv = self._stacked_projection(x)
         out = local_attention2d_qkv(qkv, self.num_heads, self.rel_row,
                                     self.rel_col, self.kernel_size,
                                     self.border, self.scale,

@@ -193,7 +193,7 @@ template <typename T>
 struct RowScratch {
   std::vector<T> rel_r, rel_c, mx, sum;
   explicit RowScratch(const Geometry& g)
-      : rel_r(std::max(g.ks, g.d) * g.Wq), rel_c(g.ks * g.Wq), mx(g.Wq),
+      : rel_r(g.ks * g.Wq), rel_c(g.ks * g.Wq), mx(g.Wq),
         sum(g.Wq) {}
 };
 

@@ -49,13 +49,16 @@ def local_attention_qkv_flop_jit(inputs: List[Any],
                                    _shape(inputs[1])[0])
 
 
-def patch_attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """SASA stem's patch attention: inputs q (B, n, C, P), k, v, rel_row
-    (2b-1, d/2), ...: q.k and attn.v (P each) plus q.r (2b-1) per position
-    and channel."""
-    bsz, n, channels, positions = _shape(inputs[0])
-    rel = _shape(inputs[3])[0]
-    return bsz * n * channels * positions * (2 * positions + rel)
+def attention_stem_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """SASA's fused stem (forward op): inputs x (B, C_in, H, W), w_query
+    (C, C_in), w_key, w_value (C, C_in, P), rel_row (2b-1, d/2), ...: the
+    q, k, v projections (3 C_in per position and channel), q.k and attn.v
+    (P each) and q.r (2b-1). The pool's and norm's compares are not MACs."""
+    bsz, in_channels, height, width = _shape(inputs[0])
+    channels, _, positions = _shape(inputs[3])
+    rel = _shape(inputs[4])[0]
+    return bsz * height * width * channels * (3 * in_channels +
+                                              2 * positions + rel)
 
 
 def deformable_attention_macs(batch: int, queries: int, heads: int,
@@ -109,7 +112,7 @@ EXTRA_HANDLES = {
     'prim::PythonOp.LocalAttention2dFunction': local_attention_flop_jit,
     'mmeffattn::local_attention2d_cpu': local_attention_flop_jit,
     'mmeffattn::local_attention2d_qkv_cpu': local_attention_qkv_flop_jit,
-    'mmeffattn::patch_attention_cpu': patch_attention_flop_jit,
+    'mmeffattn::attention_stem_forward': attention_stem_flop_jit,
     'prim::PythonOp.MultiScaleDeformableAttnFunction':
     deformable_attention_flop_jit,
     'prim::PythonOp.CountedDeformableAttention': deformable_attention_flop_jit,

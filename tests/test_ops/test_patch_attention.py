@@ -1,13 +1,10 @@
+"""The stem's patch attention (its unfused path) against a position by
+position brute force; test_attention_stem checks the fused kernel against
+it."""
 import pytest
 import torch
 
-from mmeffattn.ops.cpu_extension import cpu_extension_available
-from mmeffattn.ops.patch_attention import (patch_attention,
-                                           patch_attention_cpu,
-                                           patch_attention_reference)
-
-needs_kernel = pytest.mark.skipif(not cpu_extension_available(),
-                                  reason='the CPU kernel cannot be built here')
+from mmeffattn.ops.patch_attention import patch_attention
 
 
 def make_inputs(bsz, n_h, n_w, heads, d, block, dtype=torch.float64,
@@ -46,36 +43,12 @@ def brute_force(q, k, v, rr, rc, heads, n_h, n_w, block):
 CASES = [(2, 2, 3, 2, 4, 2), (1, 1, 2, 3, 6, 3), (1, 2, 1, 1, 2, 4)]
 
 
-@pytest.mark.parametrize('impl', ['reference', 'cpp'])
 @pytest.mark.parametrize('bsz,n_h,n_w,heads,d,block', CASES)
-def test_matches_brute_force(bsz, n_h, n_w, heads, d, block, impl):
-    if impl == 'cpp' and not cpu_extension_available():
-        pytest.skip('no CPU kernel')
+def test_matches_brute_force(bsz, n_h, n_w, heads, d, block):
     inputs = make_inputs(bsz, n_h, n_w, heads, d, block)
-    fn = patch_attention_cpu if impl == 'cpp' else patch_attention_reference
     torch.testing.assert_close(
-        fn(*inputs, heads, n_h, n_w, block),
+        patch_attention(*inputs, heads, n_h, n_w, block),
         brute_force(*inputs, heads, n_h, n_w, block))
-
-
-@needs_kernel
-@pytest.mark.parametrize('bsz,n_h,n_w,heads,d,block', CASES)
-def test_kernel_gradcheck(bsz, n_h, n_w, heads, d, block):
-    inputs = [t.requires_grad_() for t in
-              make_inputs(bsz, n_h, n_w, heads, d, block, seed=1)]
-    torch.autograd.gradcheck(
-        lambda *x: patch_attention_cpu(*x, heads, n_h, n_w, block), inputs)
-
-
-@needs_kernel
-def test_kernel_and_reference_agree_in_fp32_with_gradients():
-    inputs = [t.float().requires_grad_() for t in
-              make_inputs(2, 3, 4, 4, 16, 4, seed=2)]
-    grad = torch.randn(2, 64, 12, 16)
-    g = [torch.autograd.grad(fn(*inputs, 4, 3, 4, 4), inputs, grad)
-         for fn in (patch_attention_cpu, patch_attention_reference)]
-    for a, b in zip(*g):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_bad_shape_is_named():

@@ -3,6 +3,9 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from mmeffattn.ops.attention_stem import (FUSED_BLOCKS,
+                                          attention_stem_bn_relu_pool)
+from mmeffattn.ops.export import is_exporting
 from mmeffattn.ops.patch_attention import patch_attention
 from mmeffattn.registry import MODELS
 
@@ -18,6 +21,12 @@ class AttentionStem(BaseModule):
     across heads. Logits are ``q . k + q . r`` with relative row/col
     embeddings as in :class:`LocalSelfAttention2d`. The paper does not give the
     number of mixtures m; we use 4 (docs/sasa.md).
+
+    On CPU (fp32/fp64) with a plain ``BatchNorm2d``, the attention, norm, ReLU
+    and pool run fused (:mod:`mmeffattn.ops.attention_stem`): the same
+    function and gradients without the full-resolution maps. Elsewhere
+    (GPU, SyncBN, other dtypes, export) the unfused
+    modules run.
 
     Shapes:
         x: (B, C_in, H, W) -> (B, C_out, ceil(H/block), ceil(W/block)).
@@ -74,26 +83,38 @@ class AttentionStem(BaseModule):
         w = self.value.weight.view(self.num_mixtures, c, -1)
         return torch.einsum('pm,mci->pci', mix, w)
 
+    def _fused(self, x: torch.Tensor) -> bool:
+        """Whether the fused CPU kernel computes this forward."""
+        from mmeffattn.ops.cpu_extension import cpu_extension_available
+        if (x.device.type != 'cpu' or self.block not in FUSED_BLOCKS
+                or type(self.norm) is not nn.BatchNorm2d or is_exporting()):
+            return False
+        return cpu_extension_available()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, _, height, width = x.shape
         b, c = self.block, self.out_channels
         pad_h, pad_w = (-height) % b, (-width) % b
         x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
         n_h, n_w = x.shape[2] // b, x.shape[3] // b
-        # Projections of the (few-channel) input patches, straight into the
-        # attention's (B, n, C, b^2) layout: the C_out-channel maps at full
-        # resolution are never permuted, and the m mixture values are one
-        # per-position projection (linear in W_V^m). The fused op writes the
-        # output in image layout.
+        # logits and mixing in fp32 (see query_key_fp32)
         with torch.autocast(x.device.type, enabled=False):
-            # logits and mixing in fp32 (see query_key_fp32)
-            xp = self._patches(x.float() if x.dtype in (
-                torch.float16, torch.bfloat16) else x)  # (B, n, C_in, b^2)
-            q = self.query.weight.flatten(1).to(xp.dtype) @ xp
-            k = self.key.weight.flatten(1).to(xp.dtype) @ xp
-            v = torch.einsum('pci,bnip->bncp',
-                             self.value_weights().to(xp.dtype),
-                             xp).contiguous()
-            out = patch_attention(q, k, v, self.rel_row, self.rel_col,
-                                  self.num_heads, n_h, n_w, b)
+            if x.dtype in (torch.float16, torch.bfloat16):
+                x = x.float()
+            w_value = self.value_weights().to(x.dtype)
+            w_query = self.query.weight.flatten(1).to(x.dtype)
+            w_key = self.key.weight.flatten(1).to(x.dtype)
+            if self._fused(x):
+                return attention_stem_bn_relu_pool(
+                    x.contiguous(), w_query, w_key, w_value, self.rel_row,
+                    self.rel_col, self.norm, self.num_heads, b)
+            # Projections of the (few-channel) input patches, straight into
+            # the attention's (B, n, C, b^2) layout; the m mixture values are
+            # one per-position projection (linear in W_V^m).
+            xp = self._patches(x)  # (B, n, C_in, b^2)
+            q, k = w_query @ xp, w_key @ xp
+            v = torch.einsum('pci,bnip->bncp', w_value, xp)
+            out = patch_attention(q, k, v, self.rel_row.to(x.dtype),
+                                  self.rel_col.to(x.dtype), self.num_heads,
+                                  n_h, n_w, b)
         return nn.functional.max_pool2d(self.act(self.norm(out)), b, b)

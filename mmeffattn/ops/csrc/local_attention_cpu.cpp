@@ -587,21 +587,23 @@ std::vector<at::Tensor> backward(at::Tensor gout, at::Tensor q, at::Tensor k,
   return {grr, grc};
 }
 
-// patch_attention_cpu.cpp (the attention stem's op), bound in this module
-at::Tensor patch_attention_forward(at::Tensor q, at::Tensor k, at::Tensor v,
-                                   at::Tensor rel_row, at::Tensor rel_col,
-                                   int64_t heads, int64_t nh, int64_t nw,
-                                   int64_t b);
-std::vector<at::Tensor> patch_attention_backward(
-    at::Tensor gout, at::Tensor q, at::Tensor k, at::Tensor v,
-    at::Tensor rel_row, at::Tensor rel_col, int64_t heads, int64_t nh,
-    int64_t nw, int64_t b);
+// attention_stem_cpu.cpp (the fused attention stem), bound in this module
+std::vector<at::Tensor> attention_stem_forward(at::Tensor x, at::Tensor wq,
+                                               at::Tensor wk, at::Tensor wvt,
+                                               at::Tensor rel_row,
+                                               at::Tensor rel_col,
+                                               int64_t heads, int64_t block);
+std::vector<at::Tensor> attention_stem_backward(
+    at::Tensor x, at::Tensor wq, at::Tensor wk, at::Tensor wvt,
+    at::Tensor rel_row, at::Tensor rel_col, at::Tensor gz, at::Tensor ysel,
+    at::Tensor alpha, at::Tensor beta, at::Tensor gamma, int64_t heads,
+    int64_t block, bool need_dx);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "SASA local attention forward (CPU)");
   m.def("backward", &backward, "SASA local attention backward (CPU)");
-  m.def("patch_forward", &patch_attention_forward,
-        "attention inside b x b patches, forward (CPU)");
-  m.def("patch_backward", &patch_attention_backward,
-        "attention inside b x b patches, backward (CPU)");
+  m.def("stem_forward", &attention_stem_forward,
+        "attention stem: batch statistics and patch extremes (CPU)");
+  m.def("stem_backward", &attention_stem_backward,
+        "attention stem: backward through BN, ReLU and max pool (CPU)");
 }

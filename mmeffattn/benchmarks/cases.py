@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib,
+                                       tensor_peak_mib,
                                        time_round_robin, time_samples)
 
 
@@ -208,10 +209,13 @@ def run(case):
     fwd_samples = time_samples(fwd, 1, reps)
     # the fwd+bwd above (the memory reading) was its warm-up
     bwd_samples = time_samples(fwd_bwd, 0, reps)
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
     return dict(case, **spread('fwd_ms', fwd_samples),
                 **spread('fwdbwd_ms', bwd_samples),
                 peak_mib=max(peak - base, 0.0),
-                peak_is_lower_bound=peak <= peak0)
+                peak_is_lower_bound=peak <= peak0,
+                tensor_peak_mib=tensor_peak_mib(fwd_bwd))
 
 
 def spread(name, samples):

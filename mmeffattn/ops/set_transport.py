@@ -22,13 +22,17 @@ TINY = 1e-30
 
 
 def gibbs_kernel(log_kernel: torch.Tensor,
-                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``exp(logK - rowmax(logK))`` (..., N, m), rows outside ``mask`` zero.
+                 mask: Optional[torch.Tensor] = None,
+                 inplace: bool = False) -> torch.Tensor:
+    """``exp(logK - rowmax(logK))`` (..., N, m), rows outside ``mask`` zero
+    (``inplace``: overwriting ``log_kernel``).
 
     Every valid row keeps an entry of 1, so ``K v > 0``; the shift is
     absorbed by the row scaling and does not change the plan.
     """
-    kern = torch.exp(log_kernel - log_kernel.amax(-1, keepdim=True))
+    row_max = log_kernel.amax(-1, keepdim=True)
+    kern = log_kernel.sub_(row_max).exp_() if inplace else torch.exp(
+        log_kernel - row_max)
     if mask is not None:
         kern = kern * mask[..., None].to(kern.dtype)
     return kern
@@ -65,12 +69,13 @@ def scaling_iterates(kern: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
 
 def scaling_backward(kern: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
                      trace, grad_plan: torch.Tensor) -> torch.Tensor:
-    """``dL/dK`` (..., N, m) for ``T = u K v`` given ``dL/dT``."""
+    """``dL/dK`` (..., N, m) for ``T = u K v`` given ``dL/dT`` (overwritten:
+    the result is computed in its memory)."""
     gk = grad_plan * kern
     grad_u = torch.matmul(gk, v.transpose(-1, -2))      # (..., N, 1)
     grad_v = torch.matmul(u.transpose(-1, -2), gk)      # (..., 1, m)
     del gk
-    grad_kern = grad_plan * u * v
+    grad_kern = grad_plan.mul_(u).mul_(v)
     lefts, rights = [], []
     # the last update's output and its input are the plan's u and v; every
     # other iterate feeds only the next update
@@ -94,8 +99,14 @@ def scaling_backward(kern: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
             grad = torch.matmul(d_denom.transpose(-1, -2), kern)
         if step == 0:
             grad = grad + pending
-    grad_kern = grad_kern + torch.matmul(torch.cat(lefts, -1),
-                                         torch.cat(rights, -2))
+    # every update's rank-1 term in one product, accumulated in place
+    lefts, rights = torch.cat(lefts, -1), torch.cat(rights, -2)
+    n, m = grad_kern.shape[-2:]
+    flat = grad_kern.view(-1, n, m)
+    flat.baddbmm_(lefts.expand(grad_kern.shape[:-2] + lefts.shape[-2:])
+                  .reshape(-1, n, lefts.shape[-1]),
+                  rights.expand(grad_kern.shape[:-2] + rights.shape[-2:])
+                  .reshape(-1, rights.shape[-2], m))
     return grad_kern
 
 
@@ -112,12 +123,14 @@ def _marginals(kern, mask):
     return a, b, n_valid
 
 
-def transport_forward(log_q, log_k, v, num_iters, mask):
+def transport_forward(log_q, log_k, v, num_iters, mask, inplace=False):
     """The forward of :class:`SeTTransport` in plain ops (autograd, export
     and compile can trace it). Returns ``out`` (work dtype) and the state
-    the fused backward keeps."""
+    the fused backward keeps; ``inplace``: the log kernels become the Gibbs
+    kernels."""
     work = log_q.dtype
-    kern_k, kern_q = gibbs_kernel(log_k, mask), gibbs_kernel(log_q, mask)
+    kern_k = gibbs_kernel(log_k, mask, inplace)
+    kern_q = gibbs_kernel(log_q, mask, inplace)
     a, b, n_valid = _marginals(kern_k, mask)
     uk, vk, trace_k = scaling_iterates(kern_k, a, b, num_iters, 'col')
     uq, vq, trace_q = scaling_iterates(kern_q, a, b, num_iters, 'row')
@@ -142,25 +155,41 @@ def _save_transport(ctx, state, v_dtype):
             state['gather'], state['n_valid'])
 
 
+def transport_backward_queries(kern_q, scalings_q, trace_q, gather, g, m):
+    """Query side of the transport's backward: ``out = u_q * (K_q (v_q^T *
+    Z))`` with ``g = n * dL/dout``. Returns ``(dL/dlogK^q, dL/dZ)``; the plan
+    is never formed (``T^q^T g = v_q^T * (K_q^T (u_q * g))``)."""
+    uq, vq = scalings_q
+    grad_gather = vq.transpose(-1, -2) * torch.matmul(
+        kern_q.transpose(-1, -2), uq * g) * m
+    grad_plan_q = torch.matmul(g, gather.transpose(-1, -2))
+    grad_log_q = scaling_backward(kern_q, uq, vq, trace_q,
+                                  grad_plan_q).mul_(kern_q)
+    return grad_log_q, grad_gather
+
+
+def transport_backward_keys(kern_k, scalings_k, trace_k, v_work, grad_gather):
+    """Key side: ``Z = m v_k^T * (K_k^T (u_k * V))``. Returns
+    ``(dL/dlogK^k, dL/dV)`` (``T^k dZ = u_k * (K_k (v_k^T * dZ))``)."""
+    uk, vk = scalings_k
+    grad_v = uk * torch.matmul(kern_k, vk.transpose(-1, -2) * grad_gather)
+    grad_plan_k = torch.matmul(v_work, grad_gather.transpose(-1, -2))
+    grad_log_k = scaling_backward(kern_k, uk, vk, trace_k,
+                                  grad_plan_k).mul_(kern_k)
+    return grad_log_k, grad_v
+
+
 def transport_backward(ctx, saved, grad_out):
     """Gradients (log_q, log_k, v) of the transport for ``grad_out``."""
     kern_q, kern_k, v_work, gather, n_valid = saved
     uq, vq, uk, vk = ctx.scalings
     trace_q, trace_k = ctx.traces
     g = grad_out.to(kern_q.dtype) * n_valid             # (..., N, d)
-    plan_q = uq * kern_q * vq
-    grad_gather = torch.matmul(plan_q.transpose(-1, -2), g) * ctx.m
-    grad_plan_q = torch.matmul(g, gather.transpose(-1, -2))
-    del plan_q, g
-    grad_log_q = scaling_backward(kern_q, uq, vq, trace_q,
-                                  grad_plan_q).mul_(kern_q)
-    del grad_plan_q
-    plan_k = uk * kern_k * vk
-    grad_v = torch.matmul(plan_k, grad_gather)
-    grad_plan_k = torch.matmul(v_work, grad_gather.transpose(-1, -2))
-    del plan_k
-    grad_log_k = scaling_backward(kern_k, uk, vk, trace_k,
-                                  grad_plan_k).mul_(kern_k)
+    grad_log_q, grad_gather = transport_backward_queries(
+        kern_q, (uq, vq), trace_q, gather, g, ctx.m)
+    del g
+    grad_log_k, grad_v = transport_backward_keys(kern_k, (uk, vk), trace_k,
+                                                 v_work, grad_gather)
     return grad_log_q, grad_log_k, grad_v.to(ctx.v_dtype)
 
 
@@ -266,7 +295,7 @@ class SeTNystromAttention(torch.autograd.Function):
                 sub_mask = None if mask is None else mask[
                     start:start + chunk, None].expand(log_q.shape[:-1])
                 res, state = transport_forward(log_q, log_k, v, num_iters,
-                                               sub_mask)
+                                               sub_mask, inplace=True)
                 del log_q, log_k
                 out[start:start + chunk] = res.transpose(1, 2)
                 saved = _Chunk()
@@ -298,32 +327,42 @@ class SeTNystromAttention(torch.autograd.Function):
             for index, saved in enumerate(ctx.chunks):
                 sl = slice(index * chunk, (index + 1) * chunk)
                 q, k, v_work, gather, n_valid = saved.tensors
-                kernels, pieces = [], []
-                for x in (q, k):
+                uq, vq, uk, vk = saved.scalings
+                trace_q, trace_k = saved.traces
+                view = grad_qkv[sl].permute(2, 0, 3, 1, 4)
+
+                def kernel(x):  # recomputed; pieces for its backward
                     log, piece = nystrom_log_kernel(x, z_w, weight_w, sigma)
                     if pos_w is not None:
                         log += pos_w
-                    kernels.append(gibbs_kernel(log, saved.mask))
-                    pieces.append(piece)
-                    del log
-                g_out = grad_out[sl].transpose(1, 2)
-                grad_log_q, grad_log_k, grad_v = transport_backward(
-                    saved, (*kernels, v_work, gather, n_valid), g_out)
-                del kernels
-                view = grad_qkv[sl].permute(2, 0, 3, 1, 4)
+                    return gibbs_kernel(log, saved.mask, inplace=True), piece
+
+                # one side at a time: only its N x m temporaries are alive
+                g = grad_out[sl].transpose(1, 2).to(z_w.dtype) * n_valid
+                kern_q, piece = kernel(q)
+                grad_log_q, grad_gather = transport_backward_queries(
+                    kern_q, (uq, vq), trace_q, gather, g, saved.m)
+                del kern_q, g
+                gx, gz, gw = nystrom_log_kernel_backward(
+                    q, z_w, weight_w, sigma, grad_log_q, piece)
+                view[0] = gx
+                del gx, piece
+                kern_k, piece = kernel(k)
+                grad_log_k, grad_v = transport_backward_keys(
+                    kern_k, (uk, vk), trace_k, v_work, grad_gather)
+                del kern_k
                 view[2] = grad_v
-                for slot, x, grad_log, piece in ((0, q, grad_log_q, pieces[0]),
-                                                 (1, k, grad_log_k,
-                                                  pieces[1])):
-                    gx, gz, gw = nystrom_log_kernel_backward(
-                        x, z_w, weight_w, sigma, grad_log, piece)
-                    view[slot] = gx
-                    grad_z = gz if grad_z is None else grad_z + gz
-                    grad_weight = gw if grad_weight is None else \
-                        grad_weight + gw
+                gx, gz_k, gw_k = nystrom_log_kernel_backward(
+                    k, z_w, weight_w, sigma, grad_log_k, piece)
+                view[1] = gx
+                del gx, piece
+                gz, gw = gz + gz_k, gw + gw_k
+                grad_z = gz if grad_z is None else grad_z + gz
+                grad_weight = gw if grad_weight is None else grad_weight + gw
                 if ctx.has_pos and ctx.needs_input_grad[3]:
-                    gp = (grad_log_q + grad_log_k).sum(0)
+                    gp = grad_log_q.sum(0) + grad_log_k.sum(0)
                     grad_pos = gp if grad_pos is None else grad_pos + gp
+                del grad_log_q, grad_log_k
         return (grad_qkv, grad_z.to(dz_t), grad_weight.to(dw_t),
                 None if grad_pos is None else grad_pos.to(dpos_t),
                 None, None, None, None)

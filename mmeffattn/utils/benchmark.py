@@ -2,7 +2,10 @@
 
 Peak memory on CPU has no allocator counter, so each case runs in a fresh
 subprocess and reports ``peak RSS - RSS after building the inputs`` (Linux
-``ru_maxrss``); on CUDA it uses ``torch.cuda.max_memory_allocated``.
+``ru_maxrss``; it includes what the C library keeps of freed memory and the
+libraries' one-time buffers), and the peak of live tensor memory of a
+later call, from the profiler's allocation events
+(:func:`tensor_peak_mib`); on CUDA ``torch.cuda.max_memory_allocated``.
 """
 import json
 import resource
@@ -22,6 +25,24 @@ def rss_mib() -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tensor_peak_mib(fn: Callable[[], None]) -> float:
+    """Peak of live tensor memory (MiB) during ``fn()`` above what was live
+    before it: the running sum of torch.profiler's CPU allocation and free
+    events, in time order."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU],
+                 profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes())
+                    for e in prof.profiler.kineto_results.events()
+                    if e.name() == '[memory]')
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2**20
 
 
 def time_samples(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,

@@ -24,7 +24,11 @@ Suites:
 
 Times are the median of 5 repeats after a warm-up (the table also gives the
 min and max), with a fixed thread count (--threads). Each case runs in a
-fresh process (clean peak-memory reading). Prints a table,
+fresh process; memory is the peak RSS of its first fwd+bwd over the RSS
+before it (``peak_mib``: includes what malloc keeps of freed blocks and
+libraries' one-time buffers) and the peak of live tensor memory of a later
+fwd+bwd from the profiler's allocation events (``tensor_peak_mib``: what
+the op itself holds). Prints a table,
 writes ``<out-dir>/<suite>.json`` and ``<out-dir>/<suite>.png``.
 
   python tools/analysis_tools/benchmark_attention.py --suite sasa --out-dir docs/benchmarks
@@ -164,7 +168,7 @@ def print_table(rows, keys):
         cols = keys + [c for c in (
             'fwd_ms', 'fwd_ms_min', 'fwd_ms_max', 'img_s', 'speedup',
             'fwdbwd_ms', 'fwdbwd_ms_min', 'fwdbwd_ms_max', 'peak_mib',
-            'first_call_ms') if any(c in r for r in rows)]
+            'tensor_peak_mib', 'first_call_ms') if any(c in r for r in rows)]
     print(' | '.join(f'{c:>9}' for c in cols))
     for r in rows:
         if 'error' in r:

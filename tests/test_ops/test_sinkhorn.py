@@ -103,3 +103,34 @@ def test_bad_arguments(solve):
         solve(torch.zeros(3, 2), 0)
     with pytest.raises(ValueError, match='last'):
         solve(torch.zeros(3, 2), 1, last='both')
+
+
+@pytest.mark.parametrize('last', ['row', 'col'])
+@pytest.mark.parametrize('num_iters', [1, 3])
+def test_cpu_kernel_iterates_and_reverse_pass_equal_pytorch(
+        last, num_iters, monkeypatch):
+    """SeT's Sinkhorn iterations and their reverse pass: the C++ loops
+    (csrc/sinkhorn_cpu.cpp) give the batched-matmul path's every iterate
+    and rank-1 gradient terms, with a masked (all-zero) row."""
+    import mmeffattn.ops.set_transport as st
+    from mmeffattn.ops.cpu_extension import cpu_extension_available
+    if not cpu_extension_available():
+        pytest.skip('the CPU kernel cannot be built here')
+    g = torch.Generator().manual_seed(0)
+    kern = torch.rand(2, 3, 11, 5, generator=g, dtype=torch.float64)
+    kern[1, 2, 4] = 0                            # a masked token
+    a = torch.full((2, 3, 11, 1), 1 / 11, dtype=torch.float64)
+    a[1, 2, 4] = 0
+    b = torch.full((2, 3, 1, 5), 1 / 5, dtype=torch.float64)
+    grad_u = torch.randn(2, 3, 11, 1, generator=g, dtype=torch.float64)
+    grad_v = torch.randn(2, 3, 1, 5, generator=g, dtype=torch.float64)
+    results = []
+    for use_kernel in (True, False):
+        if not use_kernel:
+            monkeypatch.setattr(st, '_use_kernel', lambda kern: False)
+        u, v, trace = st.scaling_iterates(kern, a, b, num_iters, last)
+        terms = st._trace_rank1_terms(kern, trace, grad_u, grad_v)
+        results.append((u, v, *trace, *terms))
+    assert results[0][2].shape[0] == num_iters + (last == 'row')
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)

@@ -599,6 +599,14 @@ std::vector<at::Tensor> attention_stem_backward(
     at::Tensor alpha, at::Tensor beta, at::Tensor gamma, int64_t heads,
     int64_t block, bool need_dx);
 
+// sinkhorn_cpu.cpp (SeT's Sinkhorn iterations), bound in this module
+std::vector<at::Tensor> sinkhorn_iterates_cpu(at::Tensor kern, at::Tensor a,
+                                              at::Tensor b, int64_t n_updates,
+                                              double tiny);
+std::vector<at::Tensor> sinkhorn_iterates_backward_cpu(
+    at::Tensor kern, at::Tensor U, at::Tensor S, at::Tensor V, at::Tensor D,
+    at::Tensor grad_u, at::Tensor grad_v, double tiny);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "SASA local attention forward (CPU)");
   m.def("backward", &backward, "SASA local attention backward (CPU)");
@@ -606,4 +614,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "attention stem: batch statistics and patch extremes (CPU)");
   m.def("stem_backward", &attention_stem_backward,
         "attention stem: backward through BN, ReLU and max pool (CPU)");
+  m.def("sinkhorn_iterates", &sinkhorn_iterates_cpu,
+        "Sinkhorn scaling iterations, every iterate kept (CPU)");
+  m.def("sinkhorn_iterates_backward", &sinkhorn_iterates_backward_cpu,
+        "reverse pass of the Sinkhorn iterations: rank-1 terms (CPU)");
 }

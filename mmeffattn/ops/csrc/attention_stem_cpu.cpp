@@ -31,34 +31,20 @@
 #include <cstring>
 #include <vector>
 
+#include "simd_vec.h"
+
 namespace {
 
 struct StemGeometry {
   int64_t B, Cin, C, heads, d, half, nh, nw, H, W;
 };
 
-// 8 positions of a patch as one GCC vector (one AVX2 register of floats, two
-// of doubles); a patch's P positions are P / 8 of them.
-constexpr int kLanes = 8;
-
-template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
-};
-
-template <typename T>
-__attribute__((always_inline)) inline typename Vec<T>::type loadu(
-    const T* p) {
-  typename Vec<T>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-__attribute__((always_inline)) inline void storeu(
-    T* p, const typename Vec<T>::type& v) {
-  std::memcpy(p, &v, sizeof(v));
-}
+// 8 positions of a patch as one GCC vector (simd_vec.h); a patch's P
+// positions are P / 8 of them.
+using mmeffattn::kLanes;
+using mmeffattn::loadu;
+using mmeffattn::storeu;
+using mmeffattn::Vec;
 
 // A row of P values held in registers: NV vectors.
 template <typename T, int P>

@@ -26,9 +26,14 @@
 #include <cstring>
 #include <vector>
 
+#include "simd_vec.h"
+
 namespace {
 
-constexpr int64_t kVec = 8;  // queries per inner block
+using mmeffattn::loadu;
+using mmeffattn::storeu;
+using mmeffattn::Vec;
+constexpr int64_t kVec = mmeffattn::kLanes;  // queries per inner block
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -52,27 +57,6 @@ void load_keys(const T* src, T* dst, const Geometry& g) {
     for (int64_t i = 0; i < g.H; ++i)
       std::memcpy(dst + (c * g.Hp + i + g.r) * g.Wk + g.r,
                   src + (c * g.H + i) * g.W, g.W * sizeof(T));
-}
-
-// kVec consecutive queries as one GCC vector (one AVX2 register of floats,
-// two of doubles); loads and stores are unaligned.
-template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(kVec * sizeof(T))));
-};
-
-template <typename T>
-__attribute__((always_inline)) inline typename Vec<T>::type loadu(
-    const T* p) {
-  typename Vec<T>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-__attribute__((always_inline)) inline void storeu(
-    T* p, const typename Vec<T>::type& v) {
-  std::memcpy(p, &v, sizeof(v));
 }
 
 // S[(a*ks + b0 + n)][jb..] += sum_c x[c][jb..] * y[c][i+a][jb+b0+n..] for

@@ -22,11 +22,10 @@ class AttentionStem(BaseModule):
     embeddings as in :class:`LocalSelfAttention2d`. The paper does not give the
     number of mixtures m; we use 4 (docs/sasa.md).
 
-    On CPU (fp32/fp64) with a plain ``BatchNorm2d``, the attention, norm, ReLU
-    and pool run fused (:mod:`mmeffattn.ops.attention_stem`): the same
-    function and gradients without the full-resolution maps. Elsewhere
-    (GPU, SyncBN, other dtypes, export) the unfused
-    modules run.
+    On CPU with a plain ``BatchNorm2d`` and blocks 4 or 8, the attention,
+    norm, ReLU and pool run fused (:mod:`mmeffattn.ops.attention_stem`): the
+    same function and gradients without the full-resolution maps. Elsewhere
+    (GPU, SyncBN, other blocks, export) the unfused modules run.
 
     Shapes:
         x: (B, C_in, H, W) -> (B, C_out, ceil(H/block), ceil(W/block)).

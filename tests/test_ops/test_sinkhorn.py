@@ -112,7 +112,7 @@ def test_cpu_kernel_iterates_and_reverse_pass_equal_pytorch(
     """SeT's Sinkhorn iterations and their reverse pass: the C++ loops
     (csrc/sinkhorn_cpu.cpp) give the batched-matmul path's every iterate
     and rank-1 gradient terms, with a masked (all-zero) row."""
-    import mmeffattn.ops.set_transport as st
+    import mmeffattn.ops.sinkhorn_iterates as st
     from mmeffattn.ops.cpu_extension import cpu_extension_available
     if not cpu_extension_available():
         pytest.skip('the CPU kernel cannot be built here')

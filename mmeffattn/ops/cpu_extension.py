@@ -48,7 +48,8 @@ def load_cpu_extension():
             from torch.utils.cpp_extension import load
             src = [osp.join(osp.dirname(__file__), 'csrc', f)
                    for f in ('local_attention_cpu.cpp',
-                             'attention_stem_cpu.cpp', 'sinkhorn_cpu.cpp')]
+                             'attention_stem_cpu.cpp', 'sinkhorn_cpu.cpp',
+                             'set_nystrom_cpu.cpp')]
             # -fopenmp: at::parallel_for is an OpenMP pragma in ATen's
             # headers, compiled into this module; without the flag it runs
             # serially. The module then links libgomp.so.1, which resolves

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from .export import is_exporting
+from .set_nystrom_cpu import SeTNystromKernel, use_nystrom_kernel
 from .sinkhorn_iterates import (gibbs_kernel, scaling_backward,
                                 scaling_iterates)
 
@@ -280,7 +281,10 @@ def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
                           num_iters: int,
                           pos_log: Optional[torch.Tensor] = None,
                           mask: Optional[torch.Tensor] = None,
-                          chunk_bytes: int = 2 << 20) -> torch.Tensor:
+                          chunk_bytes: int = 2 << 20,
+                          kernel: Optional[bool] = None,
+                          pos_scale: Optional[torch.Tensor] = None
+                          ) -> torch.Tensor:
     """SeT attention with Nystrom features, fused, from the qkv projection.
 
     Equals ``set_attention(nystrom_features(q), nystrom_features(k), v,
@@ -292,15 +296,31 @@ def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
         qkv: (B, N, 3, h, d), as ``Linear(C, 3C)(x).view(B, N, 3, h, d)``.
         z: (h, a, d) unit anchors; weight: (h, a, m).
         sigma: kernel bandwidth; num_iters: Sinkhorn iterations.
-        pos_log: (h, N, m) or None; mask: (B, N) bool or None.
+        pos_log: (h or 1, N, m) or None; mask: (B, N) bool or None.
         chunk_bytes: batch chunks whose (h, N, m) kernels take about this
             many bytes: Sinkhorn's passes stay in cache and backward's
-            temporaries stay small.
+            temporaries stay small (PyTorch path only).
+        kernel: run the CPU kernel (:mod:`.set_nystrom_cpu`); default:
+            where it runs (eager, CPU, fp32 / fp64 / bf16), else the
+            PyTorch path of this file.
+        pos_scale: (h,) or None: the positional term is
+            ``pos_scale[:, None, None] * pos_log`` (SeT's penalty is a
+            per-head scale of one (1, N, m) grid; the kernel never forms
+            the (h, N, m) product).
 
     Returns:
         (B, N, h, d) in ``qkv``'s dtype.
     """
     bsz, num_tokens, _, heads, _ = qkv.shape
+    if kernel is None:
+        kernel = use_nystrom_kernel(qkv)
+    if kernel:
+        if mask is not None:
+            mask = mask.to(torch.bool).contiguous()
+        return SeTNystromKernel.apply(qkv, z, weight, pos_log, pos_scale,
+                                      sigma, num_iters, mask)
+    if pos_scale is not None:
+        pos_log = pos_scale[:, None, None] * pos_log
     if torch.compiler.is_compiling() or is_exporting():
         work = torch.promote_types(qkv.dtype, torch.float32)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)

@@ -163,26 +163,36 @@ def _nystrom_case(masked):
             nystrom_features(k, anchors, 0.5, basis=basis), v, refs, 0.7,
             3, pos, mask=mask, sinkhorn='log').transpose(1, 2)
 
-    def fused(qkv, anchors, refs, pos, chunk_bytes=4 << 20):
+    def fused(qkv, anchors, refs, pos, chunk_bytes=4 << 20, kernel=False):
         from mmeffattn.ops.set_transport import set_attention_nystrom
         z, k_inv_sqrt = nystrom_basis(anchors, 0.5)
         weight = k_inv_sqrt @ refs.transpose(-1, -2) / 0.7
         return set_attention_nystrom(qkv, z, weight, 0.5, 3, pos, mask,
-                                     chunk_bytes=chunk_bytes)
+                                     chunk_bytes=chunk_bytes, kernel=kernel)
 
     return (qkv, anchors, refs, pos), reference, fused
 
 
+def _kernel_runs():
+    from mmeffattn.ops.cpu_extension import load_cpu_extension
+    return load_cpu_extension() is not None
+
+
 @pytest.mark.parametrize('masked', [False, True])
-@pytest.mark.parametrize('chunk_bytes', [4 << 20, 1])
-def test_fused_nystrom_attention_equals_reference(masked, chunk_bytes):
+@pytest.mark.parametrize('path', [dict(chunk_bytes=4 << 20),
+                                  dict(chunk_bytes=1),
+                                  dict(kernel=True)])
+def test_fused_nystrom_attention_equals_reference(masked, path):
     """Features, log kernels and transport in one function (from the qkv
-    layout, batch chunk by chunk) equal the log-domain autograd path."""
+    layout; PyTorch batch chunk by chunk, or the CPU kernel group by
+    group) equal the log-domain autograd path."""
+    if path.get('kernel') and not _kernel_runs():
+        pytest.skip('CPU extension not built')
     inputs_, reference, fused = _nystrom_case(masked)
     weight = torch.randn(3, 15, 2, 4, dtype=torch.float64,
                          generator=torch.Generator().manual_seed(1))
     results = []
-    for fn in (reference, lambda *a: fused(*a, chunk_bytes=chunk_bytes)):
+    for fn in (reference, lambda *a: fused(*a, **path)):
         args = [t.clone().requires_grad_() for t in inputs_]
         out = fn(*args)
         (out * weight).sum().backward()
@@ -194,11 +204,14 @@ def test_fused_nystrom_attention_equals_reference(masked, chunk_bytes):
         torch.testing.assert_close(got, want, msg=name)
 
 
-def test_fused_nystrom_gradcheck():
+@pytest.mark.parametrize('kernel', [False, True])
+def test_fused_nystrom_gradcheck(kernel):
+    if kernel and not _kernel_runs():
+        pytest.skip('CPU extension not built')
     inputs_, _, fused = _nystrom_case(masked=True)
     args = [t.clone().requires_grad_() for t in inputs_]
     assert torch.autograd.gradcheck(
-        lambda *a: fused(*a, chunk_bytes=1), args)
+        lambda *a: fused(*a, chunk_bytes=1, kernel=kernel), args)
 
 
 def test_set_attention_module_fused_equals_log_domain():

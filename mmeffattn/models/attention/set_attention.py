@@ -9,8 +9,8 @@ from mmengine.model import BaseModule
 
 from mmeffattn.ops.set_transport import set_attention_nystrom
 from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
-                           nystrom_features, positional_log_penalty,
-                           set_attention, squared_distances)
+                           nystrom_features, set_attention,
+                           squared_distances)
 from mmeffattn.registry import MODELS
 
 FEATURE_MAPS = ('nystrom', 'linear')
@@ -151,18 +151,25 @@ class SeTAttention(BaseModule):
         return F.normalize(
             x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
 
-    def _positional_term(self, x, hw_shape):
-        """The (h, N, m) positional log penalty, or None; checks the shape."""
+    def _positional_factors(self, x, hw_shape):
+        """The positional log penalty as ``(1, N, m)`` squared distances and
+        the (h,) per-head factor ``-1 / (2 sigma_h^2)``, or (None, None);
+        checks the shape."""
         height, width = hw_shape
         if height * width != x.shape[1]:
             raise ValueError(f'hw_shape {tuple(hw_shape)} does not match '
                              f'{x.shape[1]} tokens')
         if not self.pos_penalty:
-            return None
+            return None, None
         work = torch.promote_types(x.dtype, torch.float32)
-        return positional_log_penalty(
-            None, None, self.pos_log_sigma.to(work).exp(),
-            dist2=self.grid_distances(height, width, x.device, work))
+        dist2 = self.grid_distances(height, width, x.device, work)
+        sigma = self.pos_log_sigma.to(work).exp()
+        return dist2[None], -0.5 / sigma**2
+
+    def _positional_term(self, x, hw_shape):
+        """The (h, N, m) positional log penalty, or None; checks the shape."""
+        dist2, factor = self._positional_factors(x, hw_shape)
+        return None if dist2 is None else factor[:, None, None] * dist2
 
     def _projections(self, x, hw_shape):
         """q, k, v (B, h, N, d) and the (h, N, m) positional log penalty."""
@@ -201,14 +208,15 @@ class SeTAttention(BaseModule):
         if fused and not (self.training and self.attn_drop.p > 0):
             # features, log kernels and transport in one function, on the
             # qkv projection as laid out (no permuted copies)
-            pos_log = self._positional_term(x, hw_shape)
+            pos_log, pos_scale = self._positional_factors(x, hw_shape)
             z, k_inv_sqrt = self.nystrom_basis()
             weight = k_inv_sqrt @ (self.refs.to(z.dtype).transpose(-1, -2)
                                    / self.ot_eps)
             qkv = self.qkv(x).view(bsz, num_tokens, 3, self.num_heads,
                                    self.head_dims)
             out = set_attention_nystrom(qkv, z, weight, self.kernel_sigma,
-                                        self.num_iters, pos_log, mask)
+                                        self.num_iters, pos_log, mask,
+                                        pos_scale=pos_scale)
             return self.proj_drop(self.proj(out.reshape(bsz, num_tokens,
                                                         channels)))
         psi_q, psi_k, v, pos_log = self._transport_inputs(x, hw_shape)

@@ -591,6 +591,17 @@ std::vector<at::Tensor> sinkhorn_iterates_backward_cpu(
     at::Tensor kern, at::Tensor U, at::Tensor S, at::Tensor V, at::Tensor D,
     at::Tensor grad_u, at::Tensor grad_v, double tiny);
 
+// set_nystrom_cpu.cpp (SeT attention with Nystrom features), bound here
+std::vector<at::Tensor> set_nystrom_forward_cpu(
+    at::Tensor qkv, at::Tensor z, at::Tensor w, std::optional<at::Tensor> pos,
+    std::optional<at::Tensor> pos_scale, std::optional<at::Tensor> mask,
+    double sigma, int64_t num_iters);
+std::vector<at::Tensor> set_nystrom_backward_cpu(
+    at::Tensor grad_out, at::Tensor qkv, at::Tensor z, at::Tensor w,
+    std::optional<at::Tensor> pos, std::optional<at::Tensor> pos_scale,
+    std::optional<at::Tensor> mask, double sigma, at::Tensor gather,
+    std::vector<at::Tensor> trace, bool need_pos, bool need_scale);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "SASA local attention forward (CPU)");
   m.def("backward", &backward, "SASA local attention backward (CPU)");
@@ -602,4 +613,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Sinkhorn scaling iterations, every iterate kept (CPU)");
   m.def("sinkhorn_iterates_backward", &sinkhorn_iterates_backward_cpu,
         "reverse pass of the Sinkhorn iterations: rank-1 terms (CPU)");
+  m.def("set_nystrom_forward", &set_nystrom_forward_cpu,
+        "SeT attention with Nystrom features, per (batch, head) (CPU)");
+  m.def("set_nystrom_backward", &set_nystrom_backward_cpu,
+        "SeT attention with Nystrom features: backward (CPU)");
 }

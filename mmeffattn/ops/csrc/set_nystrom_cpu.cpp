@@ -16,6 +16,10 @@
 //   queries: (u_q, v_q) = Sinkhorn(K_q), 2L + 1 updates (rows exact)
 //            out = n u_q * (K_q (v_q^T * Z))                       (N, d)
 // GEMMs are ATen's (single-threaded inside the parallel region).
+// Tried and measured slower: row tiles with only K whole-group (backward
+// recomputing each tile's features and plan gradient in a second pass):
+// 44 vs 34 ms fwd+bwd at 3136 tokens, 202 vs 178 ms at 12544 (B=8, 2 heads);
+// and one pass over K per row + column Sinkhorn update pair: no change.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -270,10 +274,10 @@ void features_backward(const Problem& p, const at::Tensor& x,
   at::mm_out(s.nd, s.gfeat, z);
   const T* xp = x.data_ptr<T>();
   const T* nd = s.nd.data_ptr<T>();
-  for (int64_t i = 0; i < p.N; ++i)
-    for (int64_t j = 0; j < p.d; ++j)
-      grad_x[i * grad_stride + j] =
-          nd[i * p.d + j] - coef[i] * xp[i * x.stride(0) + j];
+  const int64_t xs = x.stride(0), N = p.N, d = p.d;
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < d; ++j)
+      grad_x[i * grad_stride + j] = nd[i * d + j] - coef[i] * xp[i * xs + j];
   grad_z.addmm_(s.gfeat.t(), x);
 }
 
@@ -292,8 +296,9 @@ void positional_backward(const Group& x, const Scratch& s,
   if (acc.pos_scale.defined()) {
     const T* g = s.plan.data_ptr<T>();
     const T* pp = x.pos.data_ptr<T>();
+    const int64_t n = s.plan.numel();
     T dot = 0;
-    for (int64_t i = 0; i < s.plan.numel(); ++i) dot += g[i] * pp[i];
+    for (int64_t i = 0; i < n; ++i) dot += g[i] * pp[i];
     acc.pos_scale.data_ptr<T>()[x.head] += dot;
   }
 }

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .cpu_extension import load_cpu_extension
 
-FUSED_BLOCKS = (4, 8)  # b^2 a multiple of 8: the kernel's vectors
+FUSED_BLOCKS = (4, 8)  # b^2 a multiple of 16 (and 8): the kernel's vectors
 
 
 def _extension():

@@ -17,14 +17,23 @@ _EXT = None
 _FAILED = False
 
 
+AVX512 = ('avx512f', 'avx512vl', 'avx512dq', 'avx512bw')
+
+
 def _simd_flags():
-    """AVX2/FMA when this CPU has them (the kernel is built where it runs)."""
+    """AVX2/FMA, and AVX-512 (16-lane kernels, simd_vec.h) when this CPU has
+    them (the kernel is built where it runs)."""
     try:
         with open('/proc/cpuinfo') as f:
             cpu_flags = set(f.read().split())
     except OSError:
         return []
-    return ['-mavx2', '-mfma'] if {'avx2', 'fma'} <= cpu_flags else []
+    if not {'avx2', 'fma'} <= cpu_flags:
+        return []
+    flags = ['-mavx2', '-mfma']
+    if set(AVX512) <= cpu_flags:
+        flags += [f'-m{name}' for name in AVX512]
+    return flags
 
 
 def load_cpu_extension():

@@ -42,7 +42,8 @@ class AttentionBottleneck(BaseModule):
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.relu(self.norm2(self.conv2(out)))
         out = self.norm3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as mmpretrain's Bottleneck
+        return self.relu(out)
 
 
 @MODELS.register_module()

@@ -83,7 +83,7 @@ template <typename T, int BLK>
 struct StemKernel {
   static constexpr int P = BLK * BLK;
   static constexpr int R = 2 * BLK - 1;
-  static_assert(P % kLanes == 0, "positions per patch: a multiple of 8");
+  static_assert(P % kLanes == 0, "positions per patch: a multiple of kLanes");
   using RowT = Row<T, P>;
   const StemGeometry& g;
   const T* x;

@@ -9,9 +9,10 @@
 // One (batch, head) plane per task (OpenMP through at::parallel_for). The
 // plane's q (scaled), k and v are copied once into zero-padded, cache-resident
 // buffers: k and v get an r = k/2 border of zeros (the 'zero' border then
-// needs no branch) and every row is padded to a multiple of 8 queries. All
-// inner loops then run over 8 consecutive queries of one image row (one AVX2
-// register of floats) with fixed trip counts, for every window offset:
+// needs no branch) and every row is padded to a multiple of kLanes queries
+// (simd_vec.h: 16 with AVX-512, else 8). All inner loops then run over
+// kLanes consecutive queries of one image row (one vector register of
+// floats) with fixed trip counts, for every window offset:
 //   logit[o][j] = q[:, i, j] . (k[:, i+a-r, j+b-r] + r_row[a] (+) r_col[b])
 // vectorises like a depthwise convolution, and the accumulators of a block
 // of offsets (logits) or channels (outputs) stay in registers.

@@ -1,12 +1,17 @@
-// GCC vectors of 8 values (one AVX2 register of floats, two of doubles) and
-// their unaligned loads and stores, shared by the CPU kernels.
+// GCC vectors of kLanes values (one AVX-512 register of floats where the
+// build targets AVX-512, else one AVX2 register) and their unaligned loads
+// and stores, shared by the CPU kernels.
 #pragma once
 
 #include <cstring>
 
 namespace mmeffattn {
 
+#ifdef __AVX512F__
+constexpr int kLanes = 16;
+#else
 constexpr int kLanes = 8;
+#endif
 
 template <typename T>
 struct Vec {

@@ -214,6 +214,51 @@ def test_fused_nystrom_gradcheck(kernel):
         lambda *a: fused(*a, chunk_bytes=1, kernel=kernel), args)
 
 
+@pytest.mark.parametrize('kernel', [False, True])
+def test_fused_nystrom_factored_positional_term(kernel):
+    """``pos_log`` (1, N, m) with a per-head ``pos_scale`` (the module's
+    form: the kernel never forms the (h, N, m) product) equals passing the
+    product, outputs and gradients (through the product for the scale)."""
+    from mmeffattn.ops import nystrom_basis
+    from mmeffattn.ops.set_transport import set_attention_nystrom
+    if kernel and not _kernel_runs():
+        pytest.skip('CPU extension not built')
+    g = torch.Generator().manual_seed(2)
+    dt = torch.float64
+    qkv = torch.randn(2, 15, 3, 2, 4, generator=g, dtype=dt)
+    z, k_inv_sqrt = nystrom_basis(torch.randn(2, 6, 4, generator=g,
+                                              dtype=dt), 0.5)
+    weight = k_inv_sqrt @ torch.randn(2, 6, 4, generator=g, dtype=dt)
+    dist2 = torch.rand(1, 15, 4, generator=g, dtype=dt)
+    scale = torch.tensor([-2.0, -0.5], dtype=dt)
+    outs = []
+    for factored in (False, True):
+        x, s = qkv.clone().requires_grad_(), scale.clone().requires_grad_()
+        pos, pos_scale = (dist2, s) if factored else (s[:, None, None] * dist2,
+                                                      None)
+        out = set_attention_nystrom(x, z, weight, 0.5, 3, pos,
+                                    pos_scale=pos_scale, kernel=kernel)
+        out.square().sum().backward()
+        outs.append((out, x.grad, s.grad))
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want)
+
+
+def test_nystrom_kernel_rejects_bad_shapes():
+    """The CPU kernel names the tensor whose shape is wrong."""
+    if not _kernel_runs():
+        pytest.skip('CPU extension not built')
+    from mmeffattn.ops.set_transport import set_attention_nystrom
+    qkv = torch.randn(1, 9, 3, 2, 4)
+    weight = torch.randn(2, 5, 4)
+    with pytest.raises(RuntimeError, match=r'z must be \(h, a, d\)'):
+        set_attention_nystrom(qkv, torch.randn(3, 5, 4), weight, 0.5, 1,
+                              kernel=True)
+    with pytest.raises(RuntimeError, match=r'pos_log must be \(h or 1'):
+        set_attention_nystrom(qkv, torch.randn(2, 5, 4), weight, 0.5, 1,
+                              torch.randn(2, 8, 4), kernel=True)
+
+
 def test_set_attention_module_fused_equals_log_domain():
     """SeTAttention's fused forward (Nystrom + scaling) and its log-domain
     reference path agree, outputs and every parameter's gradient."""

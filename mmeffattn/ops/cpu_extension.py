@@ -87,3 +87,16 @@ def cpu_extension_available() -> bool:
     if torch.compiler.is_compiling():
         return not _FAILED
     return load_cpu_extension() is not None
+
+
+def eager_kernel_runs(tensor, dtypes) -> bool:
+    """Whether an eager-only CPU kernel (an autograd function, not a custom
+    op: compile and export trace the PyTorch path instead) runs on
+    ``tensor``: on CPU, in one of ``dtypes``, outside tracing, built here."""
+    import torch
+
+    from .export import is_exporting
+    if (tensor.device.type != 'cpu' or tensor.dtype not in dtypes
+            or torch.compiler.is_compiling() or is_exporting()):
+        return False
+    return load_cpu_extension() is not None

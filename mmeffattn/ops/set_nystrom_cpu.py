@@ -7,19 +7,14 @@ backward recomputes the kernels. Same maths as :class:`SeTNystromAttention`
 tracing (tests: the two agree, values and every gradient)."""
 import torch
 
-from .export import is_exporting
+from .cpu_extension import eager_kernel_runs, load_cpu_extension
 
 
 def use_nystrom_kernel(qkv: torch.Tensor) -> bool:
     """Whether :class:`SeTNystromKernel` runs for this input: eager, CPU,
     fp32 / fp64 / bf16 (computed in fp32), extension built."""
-    if (qkv.device.type != 'cpu' or torch.compiler.is_compiling()
-            or is_exporting() or qkv.dtype not in (torch.float32,
-                                                   torch.float64,
-                                                   torch.bfloat16)):
-        return False
-    from .cpu_extension import load_cpu_extension
-    return load_cpu_extension() is not None
+    return eager_kernel_runs(qkv, (torch.float32, torch.float64,
+                                   torch.bfloat16))
 
 
 class SeTNystromKernel(torch.autograd.Function):
@@ -32,7 +27,6 @@ class SeTNystromKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, z, weight, pos_log, pos_scale, sigma, num_iters,
                 mask):
-        from .cpu_extension import load_cpu_extension
         ctx.dtypes = [None if t is None else t.dtype
                       for t in (qkv, z, weight, pos_log, pos_scale)]
         work = torch.promote_types(qkv.dtype, torch.float32)
@@ -49,7 +43,6 @@ class SeTNystromKernel(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from .cpu_extension import load_cpu_extension
         qkv, z, weight, pos_log, pos_scale, gather, *trace = \
             ctx.saved_tensors
         need = ctx.needs_input_grad

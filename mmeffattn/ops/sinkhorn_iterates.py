@@ -14,7 +14,6 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .export import is_exporting
 from .sinkhorn import _alternate
 
 TINY = 1e-30
@@ -49,13 +48,9 @@ class SinkhornTrace(NamedTuple):
 
 
 def _use_kernel(kern: torch.Tensor) -> bool:
-    if (kern.device.type != 'cpu'
-            or kern.dtype not in (torch.float32, torch.float64)
-            or kern.requires_grad or torch.compiler.is_compiling()
-            or is_exporting()):
-        return False
-    from .cpu_extension import load_cpu_extension
-    return load_cpu_extension() is not None
+    from .cpu_extension import eager_kernel_runs
+    return not kern.requires_grad and eager_kernel_runs(
+        kern, (torch.float32, torch.float64))
 
 
 def scaling_iterates(kern: torch.Tensor, a: torch.Tensor, b: torch.Tensor,

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from mmeffattn.ops import (grid_positions, gaussian_sphere_kernel,
                            nystrom_features, positional_log_penalty,
                            set_attention)
+from mmeffattn.ops.cpu_extension import cpu_extension_available
 
 
 def test_nystrom_exact_on_anchors_and_approximates_kernel():
@@ -173,11 +174,6 @@ def _nystrom_case(masked):
     return (qkv, anchors, refs, pos), reference, fused
 
 
-def _kernel_runs():
-    from mmeffattn.ops.cpu_extension import load_cpu_extension
-    return load_cpu_extension() is not None
-
-
 @pytest.mark.parametrize('masked', [False, True])
 @pytest.mark.parametrize('path', [dict(chunk_bytes=4 << 20),
                                   dict(chunk_bytes=1),
@@ -186,7 +182,7 @@ def test_fused_nystrom_attention_equals_reference(masked, path):
     """Features, log kernels and transport in one function (from the qkv
     layout; PyTorch batch chunk by chunk, or the CPU kernel group by
     group) equal the log-domain autograd path."""
-    if path.get('kernel') and not _kernel_runs():
+    if path.get('kernel') and not cpu_extension_available():
         pytest.skip('CPU extension not built')
     inputs_, reference, fused = _nystrom_case(masked)
     weight = torch.randn(3, 15, 2, 4, dtype=torch.float64,
@@ -206,7 +202,7 @@ def test_fused_nystrom_attention_equals_reference(masked, path):
 
 @pytest.mark.parametrize('kernel', [False, True])
 def test_fused_nystrom_gradcheck(kernel):
-    if kernel and not _kernel_runs():
+    if kernel and not cpu_extension_available():
         pytest.skip('CPU extension not built')
     inputs_, _, fused = _nystrom_case(masked=True)
     args = [t.clone().requires_grad_() for t in inputs_]
@@ -221,7 +217,7 @@ def test_fused_nystrom_factored_positional_term(kernel):
     product, outputs and gradients (through the product for the scale)."""
     from mmeffattn.ops import nystrom_basis
     from mmeffattn.ops.set_transport import set_attention_nystrom
-    if kernel and not _kernel_runs():
+    if kernel and not cpu_extension_available():
         pytest.skip('CPU extension not built')
     g = torch.Generator().manual_seed(2)
     dt = torch.float64
@@ -246,7 +242,7 @@ def test_fused_nystrom_factored_positional_term(kernel):
 
 def test_nystrom_kernel_rejects_bad_shapes():
     """The CPU kernel names the tensor whose shape is wrong."""
-    if not _kernel_runs():
+    if not cpu_extension_available():
         pytest.skip('CPU extension not built')
     from mmeffattn.ops.set_transport import set_attention_nystrom
     qkv = torch.randn(1, 9, 3, 2, 4)

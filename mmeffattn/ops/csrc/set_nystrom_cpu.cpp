@@ -152,7 +152,6 @@ void sinkhorn(const Problem& p, const Scratch& s, Trace& t, int64_t g) {
       t.D.data_ptr<T>() + g * p.m, G * p.m);
 }
 
-
 // dst row i = coef[i] * factor * src row i (N x d; row strides given)
 template <typename T>
 void scale_rows(const T* src, int64_t src_stride, const T* coef, T factor,

@@ -64,10 +64,13 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
 # SASA recipe (Nesterov SGD, linear warm-up, cosine), shortened for the demo;
-# 1/sqrt(d) logit scale (the paper has none) trains faster from scratch here
+# 1/sqrt(d) logit scale (the paper has none) trains faster from scratch here.
+# Gradient clipping (ours, not the paper's): without it the 20 epochs ended
+# at 96.9 / 87.5 / 96.7 % over seeds 0 / 1 / 2, with it at 98.6 / 97.5 / 98.1
 optim_wrapper = dict(
     optimizer=dict(
-        type='SGD', lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-5))
+        type='SGD', lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-5),
+    clip_grad=dict(max_norm=5.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),

@@ -55,6 +55,36 @@ def test_profile_backbone_prints_the_op_table(tmp_path):
                      '40'], str(tmp_path))
     assert 'sasa-r50: one training step, B=2, 32x32' in proc.stdout
     assert 'mmeffattn::local_attention2d_qkv_cpu_backward' in proc.stdout
+    by_node = run_tool([osp.join(TOOLS, 'analysis_tools',
+                                 'profile_backbone.py'), 'sasa-r50',
+                        '--batch', '2', '--size', '32', '--by-node'],
+                       str(tmp_path))
+    assert 'backward (autograd node)' in by_node.stdout
+    assert 'local_attention2d_qkv' in by_node.stdout
+    assert 'ConvolutionBackward0 weight' in by_node.stdout
     bad = run_tool([osp.join(TOOLS, 'analysis_tools', 'profile_backbone.py'),
                     'resnet-51'], str(tmp_path), check=False)
     assert bad.returncode == 2 and "unknown backbone 'resnet-51'" in bad.stderr
+
+
+def test_step_timing_rows_add_up_to_the_passes():
+    import torch
+    import torch.nn as nn
+
+    from mmeffattn.benchmarks.step_timing import format_step_table, time_step
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 4, 1))
+    x = torch.randn(2, 3, 12, 12)
+    fwd, bwd, backward, forward = time_step(model,
+                                            lambda: model(x).mean(), 2)
+    assert {'Conv2d', 'BatchNorm2d', 'ReLU', 'Sequential'} <= set(forward)
+    assert 'ConvolutionBackward0 weight (8, 3, 3, 3) at (12, 12)' in backward
+    assert 'NativeBatchNormBackward0' in backward
+    # self times and node times are parts of their pass
+    assert 0 < sum(forward.values()) <= fwd * 1.001
+    assert 0 < sum(backward.values()) <= bwd * 1.001
+    table = format_step_table(fwd, bwd, backward, forward, rows=3)
+    assert len(table.splitlines()) == 1 + 3 + 1 + 3
+    # the hooks are gone: a later forward is not timed
+    model(x)
+    assert not model._forward_hooks and not model._forward_pre_hooks

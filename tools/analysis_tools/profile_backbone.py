@@ -1,11 +1,14 @@
 """Per-op profile of one training step of a full-size backbone (torch.profiler).
 
     python tools/analysis_tools/profile_backbone.py sasa-r50 [--batch 8]
-        [--size 224] [--threads 2] [--rows 15]
+        [--size 224] [--threads 2] [--rows 15] [--by-node]
 
 Prints torch.profiler's table (self CPU time per op, one step after two
 warm-up steps) for any backbone of ``--suite backbone``: setformer-t,
-setformer-s, swin-t, swin-s, sasa-r50, resnet-50.
+setformer-s, swin-t, swin-s, sasa-r50, resnet-50. ``--by-node`` instead
+times three steps by the clock, per autograd node in backward and per module
+type in forward (mmeffattn/benchmarks/step_timing.py: the profiler can
+attribute a custom kernel's time to the ops around it).
 """
 import argparse
 import logging
@@ -24,6 +27,8 @@ def parse_args(argv=None):
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--rows', type=int, default=15)
+    parser.add_argument('--by-node', action='store_true',
+                        help='wall-clock time per autograd node / module')
     args = parser.parse_args(argv)
     if args.backbone not in BACKBONES:
         parser.error(f'unknown backbone {args.backbone!r}; one of '
@@ -51,10 +56,20 @@ def main(argv=None):
 
     for _ in range(2):
         step()
-    with profile() as prof:
-        step()
     print(f'{args.backbone}: one training step, B={args.batch}, '
           f'{args.size}x{args.size}, {torch.get_num_threads()} threads')
+    if args.by_node:
+        from mmeffattn.benchmarks.step_timing import (format_step_table,
+                                                      time_step)
+
+        def step_loss():
+            model.zero_grad(set_to_none=True)
+            return sum(o.float().mean() for o in model(x))
+
+        print(format_step_table(*time_step(model, step_loss), args.rows))
+        return
+    with profile() as prof:
+        step()
     print(prof.key_averages().table(sort_by='self_cpu_time_total',
                                     row_limit=args.rows))
 

@@ -2,12 +2,12 @@
 and by module type (forward, self time), for ``profile_backbone.py
 --by-node``.
 
-``torch.profiler``'s per-op table can attribute time to the wrong op when
-custom kernels run OpenMP regions (for SASA-R50 its ``convolution_backward``
-row was 1.15 s in a 1.6 s step, while the convolutions' autograd nodes take
-0.58 s by the clock). Here each backward node is timed from its pre-hook to
-its hook, and each module's forward from its pre-hook to its hook minus its
-children's, so the rows add up to the step.
+``torch.profiler``'s per-op table misattributed time around our custom ops
+(for SASA-R50 its ``convolution_backward`` row was 1.15 s, its table 2.6 s
+in all, for a 1.6 s step, while the convolutions' autograd nodes take 0.6 s
+by the clock; why, we did not find). Here each backward node is timed from
+its pre-hook to its hook, and each module's forward from its pre-hook to its
+hook minus its children's, so the rows add up to (at most) the step.
 """
 import time
 from collections import defaultdict

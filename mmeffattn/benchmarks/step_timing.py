@@ -81,10 +81,10 @@ def time_step(model: nn.Module, step_loss: Callable[[], torch.Tensor],
         for _ in range(repeat):
             t0 = time.perf_counter()
             loss = step_loss()
+            fwd += time.perf_counter() - t0
+            _time_backward(loss.grad_fn, backward)  # not in either pass
             t1 = time.perf_counter()
-            _time_backward(loss.grad_fn, backward)
             loss.backward()
-            fwd += t1 - t0
             bwd += time.perf_counter() - t1
     finally:
         for h in handles:

@@ -49,27 +49,21 @@ def main(argv=None):
     model, x = build_backbone_case(dict(impl=args.backbone, B=args.batch,
                                         H=args.size, W=args.size))
 
-    def step():
+    def step_loss():
         model.zero_grad(set_to_none=True)
-        outs = model(x)
-        sum(o.float().mean() for o in outs).backward()
+        return sum(o.float().mean() for o in model(x))
 
     for _ in range(2):
-        step()
+        step_loss().backward()
     print(f'{args.backbone}: one training step, B={args.batch}, '
           f'{args.size}x{args.size}, {torch.get_num_threads()} threads')
     if args.by_node:
         from mmeffattn.benchmarks.step_timing import (format_step_table,
                                                       time_step)
-
-        def step_loss():
-            model.zero_grad(set_to_none=True)
-            return sum(o.float().mean() for o in model(x))
-
         print(format_step_table(*time_step(model, step_loss), args.rows))
         return
     with profile() as prof:
-        step()
+        step_loss().backward()
     print(prof.key_averages().table(sort_by='self_cpu_time_total',
                                     row_limit=args.rows))
 

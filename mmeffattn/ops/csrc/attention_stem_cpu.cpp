@@ -93,17 +93,103 @@ struct StemKernel {
   const T* rr;
   const T* rc;
 
+  // The relative offsets as 0/1 masks over the query positions p:
+  // mrow[t][a][p] = 1 where a - p_row + BLK - 1 = t (key row a, row offset
+  // t), mcol likewise for columns. Per-offset rows of P values select
+  // per-key rows by multiply-adds instead of scalar index arithmetic.
+  struct OffsetMasks {
+    std::vector<T> row, col;  // (R, BLK, P) each
+    OffsetMasks() : row(R * BLK * P, T(0)), col(R * BLK * P, T(0)) {
+      for (int t = 0; t < R; ++t)
+        for (int a = 0; a < BLK; ++a)
+          for (int p = 0; p < P; ++p) {
+            row[(t * BLK + a) * P + p] = T(a - p / BLK + BLK - 1 == t);
+            col[(t * BLK + a) * P + p] = T(a - p % BLK + BLK - 1 == t);
+          }
+    }
+  };
+
   // One thread's buffers: q, k, v of all C channels of one patch (C rows of
   // P), and the per-head temporaries.
+  // Backward keeps a whole patch row's inputs and q/k/v gradients (rx,
+  // rdq, rdk, rdv: nw patches of Cin or C rows of P), reduced into the
+  // weight gradients once per row.
   struct Scratch {
     std::vector<T> xp, q, k, v, y, A, AT, dA, rowdot, coldot, grow, gcol,
-        dq, dk, dv, dy;
-    explicit Scratch(const StemGeometry& g)
+        rowpart, colpart, dy, rx, rdq, rdk, rdv;
+    OffsetMasks masks;
+    Scratch(const StemGeometry& g, bool backward)
         : xp(g.Cin * P), q(g.C * P), k(g.C * P), v(g.C * P), y(g.d * P),
           A(P * P), AT(P * P), dA(P * P), rowdot(R * P), coldot(R * P),
-          grow(R * P), gcol(R * P), dq(g.C * P), dk(g.C * P), dv(g.C * P),
-          dy(g.d * P) {}
+          grow(R * P), gcol(R * P), rowpart(BLK * P), colpart(BLK * P),
+          dy(g.d * P), rx(backward ? g.nw * g.Cin * P : 0),
+          rdq(backward ? g.nw * g.C * P : 0),
+          rdk(backward ? g.nw * g.C * P : 0),
+          rdv(backward ? g.nw * g.C * P : 0) {}
   };
+
+  // out[a] = sum_t w[t] * m[t][a] (BLK rows of P; w: R rows of P), the
+  // masks m as in OffsetMasks (one t per lane and a).
+  static void select_offsets(const T* __restrict__ w,
+                             const T* __restrict__ m, T* __restrict__ out) {
+    RowT acc[BLK];
+    for (int a = 0; a < BLK; ++a) acc[a] = RowT::zero();
+    for (int t = 0; t < R; ++t) {
+      const RowT wt = RowT::load(w + t * P);
+      for (int a = 0; a < BLK; ++a) {
+        const RowT mt = RowT::load(m + (t * BLK + a) * P);
+        for (int n = 0; n < RowT::NV; ++n) acc[a].v[n] += wt.v[n] * mt.v[n];
+      }
+    }
+    for (int a = 0; a < BLK; ++a) acc[a].store(out + a * P);
+  }
+
+  // out[t] = sum_a w[a] * m[t][a] (R rows of P; w: BLK rows of P).
+  static void scatter_offsets(const T* __restrict__ w,
+                              const T* __restrict__ m, T* __restrict__ out) {
+    for (int t = 0; t < R; ++t) {
+      RowT acc = RowT::zero();
+      for (int a = 0; a < BLK; ++a) {
+        const RowT wa = RowT::load(w + a * P);
+        const RowT mt = RowT::load(m + (t * BLK + a) * P);
+        for (int n = 0; n < RowT::NV; ++n) acc.v[n] += wa.v[n] * mt.v[n];
+      }
+      acc.store(out + t * P);
+    }
+  }
+
+  // out[n] = (accumulate ? out[n] : 0) + sum_{j<J} coef[n*cn + j*cj] vec[j]
+  // for NB rows n of P: NB independent accumulator chains share each vec
+  // load (one chain per row would wait on the FMA latency at every j).
+  template <int NB>
+  static inline void rows_block(const T* __restrict__ coef, int64_t cn,
+                                int64_t cj, const T* __restrict__ vec,
+                                int64_t J, T* __restrict__ out,
+                                bool accumulate) {
+    RowT acc[NB];
+    for (int n = 0; n < NB; ++n)
+      acc[n] = accumulate ? RowT::load(out + n * P) : RowT::zero();
+    for (int64_t j = 0; j < J; ++j) {
+      const RowT x = RowT::load(vec + j * P);
+      for (int n = 0; n < NB; ++n) {
+        const T c = coef[n * cn + j * cj];
+        for (int v = 0; v < RowT::NV; ++v) acc[n].v[v] += c * x.v[v];
+      }
+    }
+    for (int n = 0; n < NB; ++n) acc[n].store(out + n * P);
+  }
+
+  // out (N rows of P) = [out +] coef (N x J, strides cn, cj) @ vec (J rows
+  // of P): the patch's small matrix products.
+  static void rows(const T* coef, int64_t cn, int64_t cj, const T* vec,
+                   int64_t J, T* out, int64_t N, bool accumulate) {
+    constexpr int NB = RowT::NV >= 8 ? 1 : 8 / RowT::NV;
+    int64_t n = 0;
+    for (; n + NB <= N; n += NB)
+      rows_block<NB>(coef + n * cn, cn, cj, vec, J, out + n * P, accumulate);
+    for (; n < N; ++n)
+      rows_block<1>(coef + n * cn, cn, cj, vec, J, out + n * P, accumulate);
+  }
 
   // x of patch (bb, ph, pw) -> xp (Cin rows of P)
   void load_patch(int64_t bb, int64_t ph, int64_t pw, T* xp) const {
@@ -141,30 +227,27 @@ struct StemKernel {
     T* A = sc.A.data();
     T* rowdot = sc.rowdot.data();
     T* coldot = sc.coldot.data();
-    for (int t = 0; t < R; ++t) {
-      RowT dr = RowT::zero(), dc = RowT::zero();
-      for (int64_t c = 0; c < g.half; ++c) {
-        dr.fma(rr[t * g.half + c], q + c * P);
-        dc.fma(rc[t * g.half + c], q + (g.half + c) * P);
+    rows(rr, g.half, 1, q, g.half, rowdot, R, false);
+    rows(rc, g.half, 1, q + g.half * P, g.half, coldot, R, false);
+    // A[s][p] = rowdot[sy - py + BLK - 1][p] + coldot[sx - px + BLK - 1][p]
+    T* rowpart = sc.rowpart.data();
+    T* colpart = sc.colpart.data();
+    select_offsets(rowdot, sc.masks.row.data(), rowpart);
+    select_offsets(coldot, sc.masks.col.data(), colpart);
+    for (int sy = 0; sy < BLK; ++sy) {
+      const RowT r = RowT::load(rowpart + sy * P);
+      for (int sx = 0; sx < BLK; ++sx) {
+        RowT a = RowT::load(colpart + sx * P);
+        for (int n = 0; n < RowT::NV; ++n) a.v[n] += r.v[n];
+        a.store(A + (sy * BLK + sx) * P);
       }
-      dr.store(rowdot + t * P);
-      dc.store(coldot + t * P);
     }
-    for (int s = 0; s < P; ++s) {
-      T* a = A + s * P;
-      const int sy = s / BLK, sx = s % BLK;
-      for (int py = 0; py < BLK; ++py)
-        for (int px = 0; px < BLK; ++px)
-          a[py * BLK + px] = rowdot[(sy - py + BLK - 1) * P + py * BLK + px] +
-                             coldot[(sx - px + BLK - 1) * P + py * BLK + px];
-    }
-    RowT mx;
-    for (int s = 0; s < P; ++s) {
-      RowT a = RowT::load(A + s * P);
-      for (int64_t c = 0; c < g.d; ++c) a.fma(k[c * P + s], q + c * P);
-      a.store(A + s * P);
+    rows(k, 1, P, q, g.d, A, P, true);  // A[s] += sum_c k[c][s] q[c]
+    RowT mx = RowT::load(A);
+    for (int s = 1; s < P; ++s) {
+      const RowT a = RowT::load(A + s * P);
       for (int n = 0; n < RowT::NV; ++n)
-        mx.v[n] = s == 0 ? a.v[n] : (a.v[n] > mx.v[n] ? a.v[n] : mx.v[n]);
+        mx.v[n] = a.v[n] > mx.v[n] ? a.v[n] : mx.v[n];
     }
     for (int s = 0; s < P; ++s) {
       RowT a = RowT::load(A + s * P);
@@ -187,12 +270,7 @@ struct StemKernel {
 
   // y[c][p] = sum_s v[c][s] A[s][p] for the head's d channels
   void combine(const T* v, const T* A, T* y) const {
-    for (int64_t c = 0; c < g.d; ++c) {
-      RowT yc = RowT::zero();
-      const T* vc = v + c * P;
-      for (int s = 0; s < P; ++s) yc.fma(vc[s], A + s * P);
-      yc.store(y + c * P);
-    }
+    rows(v, P, 1, A, P, y, g.d, false);
   }
 
   // Attention output y (d rows of P) of head h of the projected patch. One
@@ -206,9 +284,9 @@ struct StemKernel {
 
   // Calls fn(bb, ph, pw, scratch) for every patch, one task per patch row.
   template <typename Fn>
-  void for_each_patch(Fn fn) const {
+  void for_each_patch(bool backward, Fn fn) const {
     at::parallel_for(0, g.B * g.nh, 1, [&](int64_t begin, int64_t end) {
-      Scratch sc(g);
+      Scratch sc(g, backward);
       for (int64_t bi = begin; bi < end; ++bi)
         for (int64_t pw = 0; pw < g.nw; ++pw) {
           const int64_t bb = bi / g.nh, ph = bi % g.nh;
@@ -232,7 +310,8 @@ struct StemKernel {
                                          std::vector<double>(2 * g.C, 0));
     std::vector<std::vector<T>> row_acc(nthreads,
                                         std::vector<T>(2 * g.C * P, 0));
-    for_each_patch([&](int64_t bb, int64_t ph, int64_t pw, Scratch& sc) {
+    for_each_patch(false, [&](int64_t bb, int64_t ph, int64_t pw,
+                              Scratch& sc) {
       T* ra = row_acc[at::get_thread_num()].data();
       for (int64_t h = 0; h < g.heads; ++h) {
         head_output(h, sc);
@@ -280,8 +359,11 @@ struct StemKernel {
   // Gradients of one head given dy (d rows of P); q, k, v, A of the head.
   // Writes dq, dk, dv rows of the head; adds the relative-embedding
   // gradients, per position, to accr / accc ((R, half, P) each).
-  void head_backward(const T* q, const T* k, const T* v, Scratch& sc, T* dq,
-                     T* dk, T* dv, T* accr, T* accc) const {
+  void head_backward(const T* __restrict__ q, const T* __restrict__ k,
+                     const T* __restrict__ v, Scratch& sc,
+                     T* __restrict__ dq, T* __restrict__ dk,
+                     T* __restrict__ dv, T* __restrict__ accr,
+                     T* __restrict__ accc) const {
     const T* A = sc.A.data();
     const T* dy = sc.dy.data();
     T* AT = sc.AT.data();
@@ -289,20 +371,14 @@ struct StemKernel {
     for (int s = 0; s < P; ++s)
       for (int p = 0; p < P; ++p) AT[p * P + s] = A[s * P + p];
     // dv[c][s] = sum_p dy[c][p] A[s][p]; dA[s][p] = sum_c v[c][s] dy[c][p]
-    for (int64_t c = 0; c < g.d; ++c) {
-      RowT dvc = RowT::zero();
-      const T* dyc = dy + c * P;
-      for (int p = 0; p < P; ++p) dvc.fma(dyc[p], AT + p * P);
-      dvc.store(dv + c * P);
-    }
+    rows(dy, P, 1, AT, P, dv, g.d, false);
+    rows(v, 1, P, dy, g.d, dA, P, false);
     // softmax backward: dL[s][p] = A (dA - sum_s' A dA), in dA
     RowT sm = RowT::zero();
     for (int s = 0; s < P; ++s) {
-      RowT da = RowT::zero();
-      for (int64_t c = 0; c < g.d; ++c) da.fma(v[c * P + s], dy + c * P);
+      const RowT da = RowT::load(dA + s * P);
       const RowT a = RowT::load(A + s * P);
       for (int n = 0; n < RowT::NV; ++n) sm.v[n] += a.v[n] * da.v[n];
-      da.store(dA + s * P);
     }
     for (int s = 0; s < P; ++s) {
       RowT da = RowT::load(dA + s * P);
@@ -314,51 +390,45 @@ struct StemKernel {
     for (int s = 0; s < P; ++s)
       for (int p = 0; p < P; ++p) AT[p * P + s] = dL[s * P + p];
     // dq[c][p] = sum_s k[c][s] dL[s][p]; dk[c][s] = sum_p q[c][p] dL[s][p]
-    for (int64_t c = 0; c < g.d; ++c) {
-      RowT dqc = RowT::zero(), dkc = RowT::zero();
-      const T* kc = k + c * P;
-      const T* qc = q + c * P;
-      for (int s = 0; s < P; ++s) dqc.fma(kc[s], dL + s * P);
-      for (int p = 0; p < P; ++p) dkc.fma(qc[p], AT + p * P);
-      dqc.store(dq + c * P);
-      dkc.store(dk + c * P);
-    }
+    rows(k, P, 1, dL, P, dq, g.d, false);
+    rows(q, P, 1, AT, P, dk, g.d, false);
     // relative terms: grow[t][p] = sum of dL[s][p] over keys s of row
     // offset t from p (gcol: column offset)
     T* grow = sc.grow.data();
     T* gcol = sc.gcol.data();
-    std::fill(grow, grow + R * P, T(0));
-    std::fill(gcol, gcol + R * P, T(0));
-    for (int s = 0; s < P; ++s) {
-      const int sy = s / BLK, sx = s % BLK;
-      const T* dl = dL + s * P;
-      for (int py = 0; py < BLK; ++py)
-        for (int px = 0; px < BLK; ++px) {
-          const int p = py * BLK + px;
-          grow[(sy - py + BLK - 1) * P + p] += dl[p];
-          gcol[(sx - px + BLK - 1) * P + p] += dl[p];
+    T* rowsum = sc.rowpart.data();  // sum of dL over a key row / column
+    T* colsum = sc.colpart.data();
+    for (int a = 0; a < BLK; ++a) {
+      RowT r = RowT::zero(), c = RowT::zero();
+      for (int b = 0; b < BLK; ++b) {
+        const RowT lr = RowT::load(dL + (a * BLK + b) * P);
+        const RowT lc = RowT::load(dL + (b * BLK + a) * P);
+        for (int n = 0; n < RowT::NV; ++n) {
+          r.v[n] += lr.v[n];
+          c.v[n] += lc.v[n];
         }
+      }
+      r.store(rowsum + a * P);
+      c.store(colsum + a * P);
     }
+    scatter_offsets(rowsum, sc.masks.row.data(), grow);
+    scatter_offsets(colsum, sc.masks.col.data(), gcol);
+    // dq[c] += sum_t emb[t][c] g(row|col)[t]; the embeddings' gradients
+    // per position: acc[t][c] += g[t] * q[c]
+    rows(rr, 1, g.half, grow, R, dq, g.half, true);
+    rows(rc, 1, g.half, gcol, R, dq + g.half * P, g.half, true);
     for (int t = 0; t < R; ++t) {
       const RowT gr = RowT::load(grow + t * P);
       const RowT gc = RowT::load(gcol + t * P);
       for (int64_t c = 0; c < g.half; ++c) {
-        const T er = rr[t * g.half + c], ec = rc[t * g.half + c];
-        T* dqr = dq + c * P;
-        T* dqc = dq + (g.half + c) * P;
         const RowT qr = RowT::load(q + c * P);
         const RowT qc = RowT::load(q + (g.half + c) * P);
         RowT ar = RowT::load(accr + (t * g.half + c) * P);
         RowT ac = RowT::load(accc + (t * g.half + c) * P);
-        RowT dr = RowT::load(dqr), dc = RowT::load(dqc);
         for (int n = 0; n < RowT::NV; ++n) {
-          dr.v[n] += er * gr.v[n];
-          dc.v[n] += ec * gc.v[n];
           ar.v[n] += gr.v[n] * qr.v[n];
           ac.v[n] += gc.v[n] * qc.v[n];
         }
-        dr.store(dqr);
-        dc.store(dqc);
         ar.store(accr + (t * g.half + c) * P);
         ac.store(accc + (t * g.half + c) * P);
       }
@@ -371,7 +441,12 @@ struct StemKernel {
     uint64_t hits = 0;
     for (int p = 0; p < P; ++p)
       hits |= static_cast<uint64_t>(y[p] == pooled) << p;
-    if (hits) return __builtin_ctzll(hits);
+    if (__builtin_expect(hits != 0, 1)) return __builtin_ctzll(hits);
+    return nearest_position(y, pooled);
+  }
+
+  __attribute__((noinline)) static int nearest_position(const T* y,
+                                                        T pooled) {
     int best = 0;
     for (int p = 1; p < P; ++p)
       if (std::abs(y[p] - pooled) < std::abs(y[best] - pooled)) best = p;
@@ -387,14 +462,77 @@ struct StemKernel {
           wv(g.C * g.Cin * P, 0), rel(2 * R * g.half * P, 0) {}
   };
 
+  // The projections' gradients of a patch row, in registers over its
+  // patches: dW[c][i][p] += sum_patches d(q|k|v)[c][p] x[i][p], input
+  // channels in groups of up to kInGroup (each patch's q/k/v gradient rows
+  // loaded once per group).
+  static constexpr int kInGroup = 3;
+  template <int NI>
+  void project_grads_group(const Scratch& sc, Accumulators& a, int64_t c,
+                           int64_t i0) const {
+    const T* __restrict__ rx = sc.rx.data();
+    const T* __restrict__ rdq = sc.rdq.data();
+    const T* __restrict__ rdk = sc.rdk.data();
+    const T* __restrict__ rdv = sc.rdv.data();
+    const int64_t cp = g.C * P, ip = g.Cin * P;
+    RowT aq[NI], ak[NI], av[NI];
+    for (int n = 0; n < NI; ++n) aq[n] = ak[n] = av[n] = RowT::zero();
+    for (int64_t pw = 0; pw < g.nw; ++pw) {
+      const RowT dqc = RowT::load(rdq + pw * cp + c * P);
+      const RowT dkc = RowT::load(rdk + pw * cp + c * P);
+      const RowT dvc = RowT::load(rdv + pw * cp + c * P);
+      for (int n = 0; n < NI; ++n) {
+        const RowT xi = RowT::load(rx + pw * ip + (i0 + n) * P);
+        for (int l = 0; l < RowT::NV; ++l) {
+          aq[n].v[l] += dqc.v[l] * xi.v[l];
+          ak[n].v[l] += dkc.v[l] * xi.v[l];
+          av[n].v[l] += dvc.v[l] * xi.v[l];
+        }
+      }
+    }
+    T* __restrict__ awq = a.wq.data();
+    T* __restrict__ awk = a.wk.data();
+    T* __restrict__ awv = a.wv.data();
+    for (int n = 0; n < NI; ++n) {
+      const int64_t j = (c * g.Cin + i0 + n) * P;
+      RowT q = RowT::load(awq + j), k = RowT::load(awk + j),
+           v = RowT::load(awv + j);
+      for (int l = 0; l < RowT::NV; ++l) {
+        q.v[l] += aq[n].v[l];
+        k.v[l] += ak[n].v[l];
+        v.v[l] += av[n].v[l];
+      }
+      q.store(awq + j);
+      k.store(awk + j);
+      v.store(awv + j);
+    }
+  }
+
+  void project_grads(const Scratch& sc, Accumulators& a) const {
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i0 = 0; i0 < g.Cin; i0 += kInGroup)
+        switch (std::min<int64_t>(kInGroup, g.Cin - i0)) {
+          case 3: project_grads_group<3>(sc, a, c, i0); break;
+          case 2: project_grads_group<2>(sc, a, c, i0); break;
+          default: project_grads_group<1>(sc, a, c, i0); break;
+        }
+  }
+
   void backward(const T* gz, const T* ysel, const T* alpha,
                 const T* beta, const T* gamma, T* dx, T* dwq, T* dwk,
                 T* dwvt, T* drr, T* drc) const {
     const int64_t plane = g.nh * g.nw;
     const int nthreads = at::get_num_threads();
     std::vector<Accumulators> acc(nthreads, Accumulators(g));
-    for_each_patch([&](int64_t bb, int64_t ph, int64_t pw, Scratch& sc) {
+    for_each_patch(true, [&](int64_t bb, int64_t ph, int64_t pw,
+                             Scratch& sc) {
       Accumulators& a = acc[at::get_thread_num()];
+      const int64_t cp = g.C * P;
+      T* dq = sc.rdq.data() + pw * cp;
+      T* dk = sc.rdk.data() + pw * cp;
+      T* dv = sc.rdv.data() + pw * cp;
+      std::memcpy(sc.rx.data() + pw * g.Cin * P, sc.xp.data(),
+                  g.Cin * P * sizeof(T));
       for (int64_t h = 0; h < g.heads; ++h) {
         const int64_t off = h * g.d * P;
         head_output(h, sc);
@@ -403,53 +541,35 @@ struct StemKernel {
           const T* yc = sc.y.data() + c * P;
           T* dyc = sc.dy.data() + c * P;
           const T b = beta[ch], gm = gamma[ch];
-          for (int p = 0; p < P; ++p) dyc[p] = b + gm * yc[p];
+          RowT dyr = RowT::load(yc);
+          for (int n = 0; n < RowT::NV; ++n) dyr.v[n] = b + gm * dyr.v[n];
+          dyr.store(dyc);
           const int64_t o = (bb * g.C + ch) * plane + ph * g.nw + pw;
           dyc[pooled_position(yc, ysel[o])] += alpha[ch] * gz[o];
         }
         head_backward(sc.q.data() + off, sc.k.data() + off,
-                      sc.v.data() + off, sc, sc.dq.data() + off,
-                      sc.dk.data() + off, sc.dv.data() + off, a.rel.data(),
-                      a.rel.data() + R * g.half * P);
+                      sc.v.data() + off, sc, dq + off, dk + off, dv + off,
+                      a.rel.data(), a.rel.data() + R * g.half * P);
       }
-      // projections: dW[c][i][p] += d(q|k|v)[c][p] x[i][p]
-      const T* xp = sc.xp.data();
-      for (int64_t c = 0; c < g.C; ++c) {
-        const RowT dqc = RowT::load(sc.dq.data() + c * P);
-        const RowT dkc = RowT::load(sc.dk.data() + c * P);
-        const RowT dvc = RowT::load(sc.dv.data() + c * P);
+      if (dx != nullptr) {
         for (int64_t i = 0; i < g.Cin; ++i) {
-          const RowT xi = RowT::load(xp + i * P);
-          const int64_t j = (c * g.Cin + i) * P;
-          RowT aq = RowT::load(&a.wq[j]), ak = RowT::load(&a.wk[j]),
-               av = RowT::load(&a.wv[j]);
-          for (int n = 0; n < RowT::NV; ++n) {
-            aq.v[n] += dqc.v[n] * xi.v[n];
-            ak.v[n] += dkc.v[n] * xi.v[n];
-            av.v[n] += dvc.v[n] * xi.v[n];
+          RowT gx = RowT::zero();
+          for (int64_t c = 0; c < g.C; ++c) {
+            const RowT wv = RowT::load(wvt + (c * g.Cin + i) * P);
+            const RowT dvc = RowT::load(dv + c * P);
+            gx.fma(wq[c * g.Cin + i], dq + c * P);
+            gx.fma(wk[c * g.Cin + i], dk + c * P);
+            for (int n = 0; n < RowT::NV; ++n) gx.v[n] += wv.v[n] * dvc.v[n];
           }
-          aq.store(&a.wq[j]);
-          ak.store(&a.wk[j]);
-          av.store(&a.wv[j]);
+          T rows[P];
+          gx.store(rows);
+          for (int py = 0; py < BLK; ++py)
+            std::memcpy(dx + ((bb * g.Cin + i) * g.H + ph * BLK + py) * g.W +
+                            pw * BLK,
+                        rows + py * BLK, BLK * sizeof(T));
         }
       }
-      if (dx == nullptr) return;
-      for (int64_t i = 0; i < g.Cin; ++i) {
-        RowT gx = RowT::zero();
-        for (int64_t c = 0; c < g.C; ++c) {
-          const RowT wv = RowT::load(wvt + (c * g.Cin + i) * P);
-          const RowT dvc = RowT::load(sc.dv.data() + c * P);
-          gx.fma(wq[c * g.Cin + i], sc.dq.data() + c * P);
-          gx.fma(wk[c * g.Cin + i], sc.dk.data() + c * P);
-          for (int n = 0; n < RowT::NV; ++n) gx.v[n] += wv.v[n] * dvc.v[n];
-        }
-        T rows[P];
-        gx.store(rows);
-        for (int py = 0; py < BLK; ++py)
-          std::memcpy(dx + ((bb * g.Cin + i) * g.H + ph * BLK + py) * g.W +
-                          pw * BLK,
-                      rows + py * BLK, BLK * sizeof(T));
-      }
+      if (pw == g.nw - 1) project_grads(sc, a);
     });
     const int64_t n = g.C * g.Cin;
     for (const Accumulators& a : acc) {

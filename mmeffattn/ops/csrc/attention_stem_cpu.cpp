@@ -184,11 +184,18 @@ struct StemKernel {
   static void rows(const T* coef, int64_t cn, int64_t cj, const T* vec,
                    int64_t J, T* out, int64_t N, bool accumulate) {
     constexpr int NB = RowT::NV >= 8 ? 1 : 8 / RowT::NV;
-    int64_t n = 0;
-    for (; n + NB <= N; n += NB)
-      rows_block<NB>(coef + n * cn, cn, cj, vec, J, out + n * P, accumulate);
-    for (; n < N; ++n)
-      rows_block<1>(coef + n * cn, cn, cj, vec, J, out + n * P, accumulate);
+    for (int64_t n = 0; n < N; n += NB) {
+      const T* c = coef + n * cn;
+      T* o = out + n * P;
+      switch (std::min<int64_t>(NB, N - n)) {  // the last block: N - n rows
+#define MMEFFATTN_ROWS(K) \
+  case K: rows_block<(K < NB ? K : NB)>(c, cn, cj, vec, J, o, accumulate); break;
+        MMEFFATTN_ROWS(8) MMEFFATTN_ROWS(7) MMEFFATTN_ROWS(6)
+        MMEFFATTN_ROWS(5) MMEFFATTN_ROWS(4) MMEFFATTN_ROWS(3)
+        MMEFFATTN_ROWS(2) MMEFFATTN_ROWS(1)
+#undef MMEFFATTN_ROWS
+      }
+    }
   }
 
   // x of patch (bb, ph, pw) -> xp (Cin rows of P)
@@ -202,21 +209,17 @@ struct StemKernel {
   }
 
   // q, k, v (C rows of P) of one patch
-  void project(const T* xp, T* q, T* k, T* v) const {
-    for (int64_t c = 0; c < g.C; ++c) {
-      RowT qc = RowT::zero(), kc = RowT::zero(), vc = RowT::zero();
+  void project(const T* __restrict__ xp, T* __restrict__ q,
+               T* __restrict__ k, T* __restrict__ v) const {
+    rows(wq, g.Cin, 1, xp, g.Cin, q, g.C, false);
+    rows(wk, g.Cin, 1, xp, g.Cin, k, g.C, false);
+    for (int64_t c = 0; c < g.C; ++c) {  // a projection per position
+      RowT vc = RowT::zero();
       for (int64_t i = 0; i < g.Cin; ++i) {
         const RowT xi = RowT::load(xp + i * P);
         const RowT wv = RowT::load(wvt + (c * g.Cin + i) * P);
-        const T a = wq[c * g.Cin + i], b = wk[c * g.Cin + i];
-        for (int n = 0; n < RowT::NV; ++n) {
-          qc.v[n] += a * xi.v[n];
-          kc.v[n] += b * xi.v[n];
-          vc.v[n] += wv.v[n] * xi.v[n];
-        }
+        for (int n = 0; n < RowT::NV; ++n) vc.v[n] += wv.v[n] * xi.v[n];
       }
-      qc.store(q + c * P);
-      kc.store(k + c * P);
       vc.store(v + c * P);
     }
   }

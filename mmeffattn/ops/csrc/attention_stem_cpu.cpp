@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "simd_vec.h"
@@ -70,6 +71,27 @@ struct Row {
     for (int n = 0; n < NV; ++n) v[n] += s * loadu(p + n * kLanes);
   }
 };
+
+// Rows a, b after one butterfly step of a transpose in registers: lanes l
+// with bit W set trade places with the other row's lanes l ^ W.
+template <int W, typename V, std::size_t... L>
+inline void butterfly(V& a, V& b, std::index_sequence<L...>) {
+  constexpr int n = sizeof...(L);
+  const V na = __builtin_shufflevector(a, b, ((L & W) ? n + (L ^ W) : L)...);
+  const V nb = __builtin_shufflevector(a, b, ((L & W) ? n + L : (L ^ W))...);
+  a = na;
+  b = nb;
+}
+
+// kLanes rows of one vector each, transposed in place (log2(kLanes)
+// butterfly steps of two-register shuffles).
+template <typename V, int W = kLanes / 2>
+inline void transpose_rows(V* r) {
+  for (int i = 0; i < kLanes; ++i)
+    if (!(i & W))
+      butterfly<W>(r[i], r[i + W], std::make_index_sequence<kLanes>());
+  if constexpr (W > 1) transpose_rows<V, W / 2>(r);
+}
 
 // x[i] = exp(x[i]) for n contiguous values: one loop the compiler
 // vectorises (-ffast-math: glibc's vector exp).
@@ -127,6 +149,20 @@ struct StemKernel {
           rdk(backward ? g.nw * g.C * P : 0),
           rdv(backward ? g.nw * g.C * P : 0) {}
   };
+
+  // out = in^T (P x P): in registers where a row is one vector
+  static void transpose(const T* __restrict__ in, T* __restrict__ out) {
+    if constexpr (P == kLanes) {
+      using V = typename RowT::V;
+      V r[P];
+      for (int s = 0; s < P; ++s) r[s] = loadu(in + s * P);
+      transpose_rows(r);
+      for (int p = 0; p < P; ++p) storeu(out + p * P, r[p]);
+    } else {
+      for (int s = 0; s < P; ++s)
+        for (int p = 0; p < P; ++p) out[p * P + s] = in[s * P + p];
+    }
+  }
 
   // out[a] = sum_t w[t] * m[t][a] (BLK rows of P; w: R rows of P), the
   // masks m as in OffsetMasks (one t per lane and a).
@@ -371,8 +407,7 @@ struct StemKernel {
     const T* dy = sc.dy.data();
     T* AT = sc.AT.data();
     T* dA = sc.dA.data();
-    for (int s = 0; s < P; ++s)
-      for (int p = 0; p < P; ++p) AT[p * P + s] = A[s * P + p];
+    transpose(A, AT);
     // dv[c][s] = sum_p dy[c][p] A[s][p]; dA[s][p] = sum_c v[c][s] dy[c][p]
     rows(dy, P, 1, AT, P, dv, g.d, false);
     rows(v, 1, P, dy, g.d, dA, P, false);
@@ -390,8 +425,7 @@ struct StemKernel {
       da.store(dA + s * P);
     }
     const T* dL = dA;
-    for (int s = 0; s < P; ++s)
-      for (int p = 0; p < P; ++p) AT[p * P + s] = dL[s * P + p];
+    transpose(dL, AT);
     // dq[c][p] = sum_s k[c][s] dL[s][p]; dk[c][s] = sum_p q[c][p] dL[s][p]
     rows(k, P, 1, dL, P, dq, g.d, false);
     rows(q, P, 1, AT, P, dk, g.d, false);

@@ -22,7 +22,8 @@ Suites:
         autocast (forward in autocast, backward outside), SASA-R50 and
         SeTformer-T, with mmpretrain's ResNet-50 for reference.
 
-Times are the median of 5 repeats after a warm-up (the table also gives the
+Times are the median of 5 repeats after a warm-up (whole backbones: 9
+round-robin rounds, their steps vary most; the table also gives the
 min and max), with a fixed thread count (--threads). Each case runs in a
 fresh process; memory is the peak RSS of its first fwd+bwd over the RSS
 before it (``peak_mib``: includes what malloc keeps of freed blocks and
@@ -86,7 +87,7 @@ def backbone_cases(quick: bool):
     if quick:
         pairs = pairs[:1]
     return [dict(kind='backbones', variants=list(pair), B=bsz, H=size,
-                 W=size, group='backbone', repeat=2 if quick else 5)
+                 W=size, group='backbone', repeat=2 if quick else 9)
             for pair in pairs]
 
 

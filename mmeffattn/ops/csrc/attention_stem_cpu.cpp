@@ -21,8 +21,10 @@
 //             statistics, folded by the caller into three per-channel
 //             coefficients), then the attention and projection gradients.
 // Every inner loop runs over the P positions of a patch held in registers
-// (GCC vectors of 8; P = 16 or 64, blocks 4 and 8); one task per (image,
-// patch row) through at::parallel_for (OpenMP).
+// (GCC vectors of kLanes, simd_vec.h; P = 16 or 64, blocks 4 and 8); the
+// patch's matrix products keep up to 8 output rows in registers at once
+// (independent multiply-add chains); one task per (image, patch row) through
+// at::parallel_for (OpenMP).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -132,10 +134,9 @@ struct StemKernel {
   };
 
   // One thread's buffers: q, k, v of all C channels of one patch (C rows of
-  // P), and the per-head temporaries.
-  // Backward keeps a whole patch row's inputs and q/k/v gradients (rx,
-  // rdq, rdk, rdv: nw patches of Cin or C rows of P), reduced into the
-  // weight gradients once per row.
+  // P), the per-head temporaries and, for backward, a whole patch row's
+  // inputs and q/k/v gradients (rx, rdq, rdk, rdv: nw patches of Cin or C
+  // rows of P), reduced into the weight gradients once per row.
   struct Scratch {
     std::vector<T> xp, q, k, v, y, A, AT, dA, rowdot, coldot, grow, gcol,
         rowpart, colpart, dy, rx, rdq, rdk, rdv;

@@ -68,10 +68,6 @@ struct Row {
   void store(T* p) const {
     for (int n = 0; n < NV; ++n) storeu(p + n * kLanes, v[n]);
   }
-  // this += s * row at p
-  void fma(T s, const T* p) {
-    for (int n = 0; n < NV; ++n) v[n] += s * loadu(p + n * kLanes);
-  }
 };
 
 // Rows a, b after one butterfly step of a transpose in registers: lanes l
@@ -134,18 +130,20 @@ struct StemKernel {
   };
 
   // One thread's buffers: q, k, v of all C channels of one patch (C rows of
-  // P), the per-head temporaries and, for backward, a whole patch row's
-  // inputs and q/k/v gradients (rx, rdq, rdk, rdv: nw patches of Cin or C
-  // rows of P), reduced into the weight gradients once per row.
+  // P), the per-head temporaries and, for backward, the patch's input
+  // gradient (dxp, Cin rows of P) and a whole patch row's inputs and q/k/v
+  // gradients (rx, rdq, rdk, rdv: nw patches of Cin or C rows of P),
+  // reduced into the weight gradients once per row.
   struct Scratch {
     std::vector<T> xp, q, k, v, y, A, AT, dA, rowdot, coldot, grow, gcol,
-        rowpart, colpart, dy, rx, rdq, rdk, rdv;
+        rowpart, colpart, dy, dxp, rx, rdq, rdk, rdv;
     OffsetMasks masks;
     Scratch(const StemGeometry& g, bool backward)
         : xp(g.Cin * P), q(g.C * P), k(g.C * P), v(g.C * P), y(g.d * P),
           A(P * P), AT(P * P), dA(P * P), rowdot(R * P), coldot(R * P),
           grow(R * P), gcol(R * P), rowpart(BLK * P), colpart(BLK * P),
-          dy(g.d * P), rx(backward ? g.nw * g.Cin * P : 0),
+          dy(g.d * P), dxp(backward ? g.Cin * P : 0),
+          rx(backward ? g.nw * g.Cin * P : 0),
           rdq(backward ? g.nw * g.C * P : 0),
           rdk(backward ? g.nw * g.C * P : 0),
           rdv(backward ? g.nw * g.C * P : 0) {}
@@ -590,21 +588,22 @@ struct StemKernel {
                       a.rel.data(), a.rel.data() + R * g.half * P);
       }
       if (dx != nullptr) {
+        // dx[i] = sum_c wq[c][i] dq[c] + wk[c][i] dk[c] + wv[c][i] * dv[c]
+        T* gx = sc.dxp.data();
+        rows(wq, 1, g.Cin, dq, g.C, gx, g.Cin, false);
+        rows(wk, 1, g.Cin, dk, g.C, gx, g.Cin, true);
         for (int64_t i = 0; i < g.Cin; ++i) {
-          RowT gx = RowT::zero();
+          RowT gi = RowT::load(gx + i * P);
           for (int64_t c = 0; c < g.C; ++c) {
             const RowT wv = RowT::load(wvt + (c * g.Cin + i) * P);
             const RowT dvc = RowT::load(dv + c * P);
-            gx.fma(wq[c * g.Cin + i], dq + c * P);
-            gx.fma(wk[c * g.Cin + i], dk + c * P);
-            for (int n = 0; n < RowT::NV; ++n) gx.v[n] += wv.v[n] * dvc.v[n];
+            for (int n = 0; n < RowT::NV; ++n) gi.v[n] += wv.v[n] * dvc.v[n];
           }
-          T rows[P];
-          gx.store(rows);
+          gi.store(gx + i * P);
           for (int py = 0; py < BLK; ++py)
             std::memcpy(dx + ((bb * g.Cin + i) * g.H + ph * BLK + py) * g.W +
                             pw * BLK,
-                        rows + py * BLK, BLK * sizeof(T));
+                        gx + i * P + py * BLK, BLK * sizeof(T));
         }
       }
       if (pw == g.nw - 1) project_grads(sc, a);

@@ -52,3 +52,34 @@ def test_bad_arguments(kwargs, match):
 def test_hw_mismatch():
     with pytest.raises(ValueError, match='hw_shape'):
         SeTAttention(16, 2, num_refs=4)(torch.randn(1, 10, 16), (3, 4))
+
+
+def test_batch_chunks_equal_one_chunk():
+    """The fused CPU path's batch chunks (qkv_chunk_bytes) change nothing:
+    outputs, input and parameter gradients equal one whole-batch chunk, with
+    and without a mask; chunking is off where asked (0) and off GPU."""
+    torch.manual_seed(0)
+    chunked = SeTAttention(16, 2, num_refs=9, qkv_chunk_bytes=1).double()
+    whole = SeTAttention(16, 2, num_refs=9, qkv_chunk_bytes=0).double()
+    whole.load_state_dict(chunked.state_dict())
+    x = torch.randn(5, 15, 16, dtype=torch.float64)
+    assert whole.batch_chunk(x) == 5
+    threads = torch.get_num_threads()
+    if chunked.batch_chunk(x) == 5:
+        pytest.skip('no CPU kernel here (or too many threads to chunk)')
+    assert chunked.batch_chunk(x) == max(1, -(-threads // 2))
+    mask = torch.ones(5, 15, dtype=torch.bool)
+    mask[3, -4:] = False
+    weight = torch.randn(5, 15, 16, dtype=torch.float64)
+    for m in (None, mask):
+        chunked.zero_grad()
+        whole.zero_grad()
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out1, out2 = chunked(x1, (5, 3), m), whole(x2, (5, 3), m)
+        (out1 * weight).sum().backward()
+        (out2 * weight).sum().backward()
+        torch.testing.assert_close(out1, out2)
+        torch.testing.assert_close(x1.grad, x2.grad)
+        for (name, p1), p2 in zip(chunked.named_parameters(),
+                                  whole.parameters()):
+            torch.testing.assert_close(p1.grad, p2.grad, msg=name)

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from mmeffattn.ops.cpu_extension import eager_kernel_runs
 from mmeffattn.ops.set_transport import set_attention_nystrom
 from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
                            nystrom_features, set_attention,
@@ -42,6 +43,9 @@ class SeTAttention(BaseModule):
         pos_penalty (bool): use the positional term. Defaults to True.
         sinkhorn (str): ``'scaling'`` (fast) or ``'log'`` (log domain).
         qkv_bias (bool), attn_drop, proj_drop: as mmpretrain attention.
+        qkv_chunk_bytes (int): the fused CPU path runs the batch in chunks
+            whose q/k/v projection takes about this many bytes (see
+            :meth:`batch_chunk`); 0: one chunk. Defaults to 8 MiB.
 
     Shapes:
         x: (B, N, C) with ``hw_shape = (H, W)``, N = H*W -> (B, N, C).
@@ -61,6 +65,7 @@ class SeTAttention(BaseModule):
                  qkv_bias: bool = True,
                  attn_drop: float = 0.,
                  proj_drop: float = 0.,
+                 qkv_chunk_bytes: int = 8 << 20,
                  init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
@@ -77,6 +82,7 @@ class SeTAttention(BaseModule):
         self.num_refs, self.num_iters, self.ot_eps = num_refs, num_iters, ot_eps
         self.feature_map, self.kernel_sigma = feature_map, kernel_sigma
         self.pos_penalty, self.sinkhorn = pos_penalty, sinkhorn
+        self.qkv_chunk_bytes = qkv_chunk_bytes
         feat_dim = self.head_dims
         if feature_map == 'nystrom':
             feat_dim = num_anchors or self.head_dims
@@ -201,6 +207,33 @@ class SeTAttention(BaseModule):
                                  return_plans=True, sinkhorn=self.sinkhorn)
         return plans
 
+    def batch_chunk(self, x: torch.Tensor) -> int:
+        """Batch items per chunk of the fused CPU path: as many as keep a
+        chunk's (n, N, 3C) fp32 q/k/v projection within ``qkv_chunk_bytes``,
+        and at least enough (batch, head) groups for every thread. A chunk
+        runs projection, transport and output projection while its q/k/v
+        is in cache, and no tensor of the layer's backward is B x N x 3C
+        (large ones are mapped and zeroed afresh by the allocator on every
+        step). Elsewhere (GPU, tracing) the whole batch is one chunk."""
+        bsz, num_tokens, channels = x.shape
+        if not self.qkv_chunk_bytes or not eager_kernel_runs(
+                x, (torch.float32, torch.float64, torch.bfloat16)):
+            return bsz
+        per_item = num_tokens * 3 * channels * 4
+        groups = -(-torch.get_num_threads() // self.num_heads)
+        return max(1, groups, self.qkv_chunk_bytes // per_item)
+
+    def _fused(self, x, z, weight, pos_log, pos_scale, mask):
+        """(n, N, C) -> (n, N, C) through the fused SeT kernel."""
+        bsz, num_tokens, channels = x.shape
+        qkv = self.qkv(x).view(bsz, num_tokens, 3, self.num_heads,
+                               self.head_dims)
+        out = set_attention_nystrom(qkv, z, weight, self.kernel_sigma,
+                                    self.num_iters, pos_log, mask,
+                                    pos_scale=pos_scale)
+        return self.proj_drop(self.proj(out.reshape(bsz, num_tokens,
+                                                    channels)))
+
     def forward(self, x: torch.Tensor, hw_shape: Sequence[int],
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         bsz, num_tokens, channels = x.shape
@@ -212,13 +245,15 @@ class SeTAttention(BaseModule):
             z, k_inv_sqrt = self.nystrom_basis()
             weight = k_inv_sqrt @ (self.refs.to(z.dtype).transpose(-1, -2)
                                    / self.ot_eps)
-            qkv = self.qkv(x).view(bsz, num_tokens, 3, self.num_heads,
-                                   self.head_dims)
-            out = set_attention_nystrom(qkv, z, weight, self.kernel_sigma,
-                                        self.num_iters, pos_log, mask,
-                                        pos_scale=pos_scale)
-            return self.proj_drop(self.proj(out.reshape(bsz, num_tokens,
-                                                        channels)))
+            step = self.batch_chunk(x)
+            if step >= bsz:
+                return self._fused(x, z, weight, pos_log, pos_scale, mask)
+            masks = [None] * -(-bsz // step) if mask is None else \
+                mask.split(step)
+            return torch.cat([
+                self._fused(part, z, weight, pos_log, pos_scale, part_mask)
+                for part, part_mask in zip(x.split(step), masks)
+            ])
         psi_q, psi_k, v, pos_log = self._transport_inputs(x, hw_shape)
         out = set_attention(psi_q, psi_k, self.attn_drop(v), self.refs,
                             self.ot_eps, self.num_iters, pos_log, mask,

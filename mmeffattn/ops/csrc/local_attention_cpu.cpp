@@ -15,7 +15,10 @@
 // floats) with fixed trip counts, for every window offset:
 //   logit[o][j] = q[:, i, j] . (k[:, i+a-r, j+b-r] + r_row[a] (+) r_col[b])
 // vectorises like a depthwise convolution, and the accumulators of a block
-// of offsets (logits) or channels (outputs) stay in registers.
+// of offsets (logits) or channels (outputs) stay in registers. The softmax
+// runs per block of kLanes queries on a kk x kLanes buffer in L1, its max
+// taken as the logits are made; the forward normalises the d outputs, not
+// the kk weights (block_weights, forward_row).
 // border 'mask': positions outside the image are excluded from the softmax;
 // 'zero': they take part with k = v = 0 (logit q.r). Built with -ffast-math;
 // excluded logits get a large finite negative value, never an infinity.
@@ -145,21 +148,6 @@ void window_combine(const T* w, int64_t ws, const T* ybuf, const Geometry& g,
   }
 }
 
-// rel[a][j] = sum_c x[c][j] * emb[a][c] over the d/2 channels of x.
-template <typename T>
-void relative_logits(const T* x, int64_t xs, const T* emb, const Geometry& g,
-                     T* rel) {
-  for (int64_t a = 0; a < g.ks; ++a) {
-    T* ra = rel + a * g.Wq;
-    for (int64_t j = 0; j < g.Wq; ++j) ra[j] = 0;
-    for (int64_t c = 0; c < g.half; ++c) {
-      const T e = emb[a * g.half + c];
-      const T* xc = x + c * xs;
-      for (int64_t j = 0; j < g.Wq; ++j) ra[j] += e * xc[j];
-    }
-  }
-}
-
 // Whether window offset (a, b) of query (i, j) lies in the image.
 struct Validity {
   const Geometry& g;
@@ -173,87 +161,162 @@ struct Validity {
   }
 };
 
-// Scratch of one thread for attention_row.
+// Logits of offsets (a, b0 + n), n < NB, for kVec queries: rel_r + rel_c[n]
+// + sum_c x[c] y[c][b0 + n..], written to L (rows of kVec), max into mx.
+template <typename T, int NB>
+inline void logit_block(const T* __restrict__ x, int64_t xs,
+                        const T* __restrict__ y, int64_t ys, int64_t d,
+                        const typename Vec<T>::type& rel_r,
+                        const T* __restrict__ rel_c, T* __restrict__ L,
+                        typename Vec<T>::type& mx) {
+  using V = typename Vec<T>::type;
+  V acc[NB];
+  for (int n = 0; n < NB; ++n) acc[n] = rel_r + loadu(rel_c + n * kVec);
+  for (int64_t c = 0; c < d; ++c) {
+    const V xv = loadu(x + c * xs);
+    const T* yc = y + c * ys;
+    for (int n = 0; n < NB; ++n) acc[n] += xv * loadu(yc + n);
+  }
+  for (int n = 0; n < NB; ++n) {
+    storeu(L + n * kVec, acc[n]);
+    mx = mx > acc[n] ? mx : acc[n];
+  }
+}
+
+// Scratch of one thread for block_weights.
 template <typename T>
-struct RowScratch {
-  std::vector<T> rel_r, rel_c, mx, sum;
-  explicit RowScratch(const Geometry& g)
-      : rel_r(g.ks * g.Wq), rel_c(g.ks * g.Wq), mx(g.Wq),
-        sum(g.Wq) {}
+struct BlockScratch {
+  std::vector<T> L, rel, mx, inv;
+  explicit BlockScratch(const Geometry& g)
+      : L(g.kk * kVec), rel(2 * g.ks * kVec), mx(kVec), inv(kVec) {}
 };
 
-// Attention weights of query row i: P[a*ks+b][j] (rows of stride Ps, the
-// row's queries j < Wq; zero for excluded offsets and padding queries).
-// qp, kp: padded (d, Hp, Wk) buffers, q scaled. Forward and backward both
-// call this (backward recomputes instead of saving k^2 weights per pixel).
+// Attention weights of the kVec queries jb.. of query row i, unnormalised:
+// L[o*kVec + l] = exp(logit - max) (exactly 0 for excluded offsets), and
+// inv[l] = 1 / sum_o L[o*kVec + l] (0 for padding queries j >= W). The
+// logits of the block are computed offset block by offset block with
+// their running max, so the block's weights are made in one pass over an
+// L1-resident kk x kVec buffer (the forward then normalises its d outputs
+// instead of its kk weights). qi: query row i of the padded q buffer.
 template <typename T>
-void attention_row(const T* qp, const T* kp, const T* rr, const T* rc,
-                   const Geometry& g, int64_t i, bool mask, T* P, int64_t Ps,
-                   RowScratch<T>& sc) {
-  const Validity valid{g};
+void block_weights(const T* qi, const T* kp, const T* rr, const T* rc,
+                   const Geometry& g, int64_t i, int64_t jb, bool mask,
+                   BlockScratch<T>& sc) {
+  using V = typename Vec<T>::type;
   const int64_t ys = g.Hp * g.Wk;
   const T kNeg = T(-1e30);
+  T* L = sc.L.data();
+  T* rel_r = sc.rel.data();           // (ks, kVec)
+  T* rel_c = rel_r + g.ks * kVec;     // (ks, kVec)
+  for (int64_t a = 0; a < g.ks; ++a) {
+    V ar = V{}, ac = V{};
+    for (int64_t c = 0; c < g.half; ++c) {
+      ar += loadu(qi + c * ys + jb) * rr[a * g.half + c];
+      ac += loadu(qi + (g.half + c) * ys + jb) * rc[a * g.half + c];
+    }
+    storeu(rel_r + a * kVec, ar);
+    storeu(rel_c + a * kVec, ac);
+  }
+  V mx = V{} + kNeg;
+  for (int64_t a = 0; a < g.ks; ++a) {
+    const V ra = loadu(rel_r + a * kVec);
+    const T* y = kp + (i + a) * g.Wk + jb;
+    for (int64_t b0 = 0; b0 < g.ks; b0 += 8) {
+      T* l = L + (a * g.ks + b0) * kVec;
+      const T* rcb = rel_c + b0 * kVec;
+      switch (std::min<int64_t>(8, g.ks - b0)) {
+#define MMEFFATTN_LOGITS(N)                                              \
+  case N:                                                                \
+    logit_block<T, N>(qi + jb, ys, y + b0, ys, g.d, ra, rcb, l, mx);     \
+    break;
+        MMEFFATTN_LOGITS(8) MMEFFATTN_LOGITS(7) MMEFFATTN_LOGITS(6)
+        MMEFFATTN_LOGITS(5) MMEFFATTN_LOGITS(4) MMEFFATTN_LOGITS(3)
+        MMEFFATTN_LOGITS(2) MMEFFATTN_LOGITS(1)
+#undef MMEFFATTN_LOGITS
+      }
+    }
+  }
+  if (mask) {  // excluded offsets: kNeg before the max, exactly 0 after exp
+    const Validity valid{g};
+    for (int64_t a = 0; a < g.ks; ++a)
+      for (int64_t b = 0; b < g.ks; ++b) {
+        T* l = L + (a * g.ks + b) * kVec;
+        const bool row_ok = valid.row(i, a);
+        const int64_t lo = valid.col_begin(b) - jb, hi = valid.col_end(b) - jb;
+        for (int64_t n = 0; n < kVec; ++n)
+          if (!row_ok || n < lo || n >= hi) l[n] = kNeg;
+      }
+    mx = V{} + kNeg;
+    for (int64_t o = 0; o < g.kk; ++o) {
+      const V lv = loadu(L + o * kVec);
+      mx = mx > lv ? mx : lv;
+    }
+  }
+  T* m = sc.mx.data();
+  T* sum = sc.inv.data();
+  storeu(m, mx);
+  for (int64_t n = 0; n < kVec; ++n) sum[n] = 0;
+  for (int64_t o = 0; o < g.kk; ++o) {
+    T* l = L + o * kVec;
+    for (int64_t n = 0; n < kVec; ++n) {
+      T e = std::exp(std::max(l[n] - m[n], T(-80)));
+      if (mask) e = l[n] > T(-1e29) ? e : T(0);
+      l[n] = e;
+      sum[n] += e;
+    }
+  }
+  for (int64_t n = 0; n < kVec; ++n)
+    sum[n] = (jb + n < g.W && sum[n] > T(0)) ? T(1) / sum[n] : T(0);
+}
+
+// out[c0+n][..] = inv * sum_{a,b} L[a*ks+b] y[c0+n][i+a][jb+b..] for n < NC.
+template <typename T, int NC>
+inline void scaled_combine_block(const T* __restrict__ L,
+                                 const typename Vec<T>::type& inv,
+                                 const T* __restrict__ y, int64_t ys,
+                                 int64_t Wk, int64_t ks,
+                                 T* __restrict__ out, int64_t os) {
+  using V = typename Vec<T>::type;
+  V acc[NC];
+  for (int n = 0; n < NC; ++n) acc[n] = V{};
+  for (int64_t a = 0; a < ks; ++a) {
+    const T* ya = y + a * Wk;
+    for (int64_t b = 0; b < ks; ++b) {
+      const V wv = loadu(L + (a * ks + b) * kVec);
+      for (int n = 0; n < NC; ++n) acc[n] += wv * loadu(ya + n * ys + b);
+    }
+  }
+  for (int n = 0; n < NC; ++n) storeu(out + n * os, acc[n] * inv);
+}
+
+// Forward of query row i: rows[c][j] (d rows of stride Wq) = the attention
+// output, block by block of kVec queries (block_weights, then the combine
+// over v with the normalisation applied to the outputs).
+template <typename T>
+void forward_row(const T* qp, const T* kp, const T* vp, const T* rr,
+                 const T* rc, const Geometry& g, int64_t i, bool mask,
+                 T* rows, BlockScratch<T>& sc) {
+  using V = typename Vec<T>::type;
+  const int64_t ys = g.Hp * g.Wk;
   const T* qi = qp + (i + g.r) * g.Wk + g.r;
-  T* rel_r = sc.rel_r.data();
-  T* rel_c = sc.rel_c.data();
-  T* mx = sc.mx.data();
-  T* sum = sc.sum.data();
-  relative_logits(qi, ys, rr, g, rel_r);
-  relative_logits(qi + g.half * ys, ys, rc, g, rel_c);
-  for (int64_t a = 0; a < g.ks; ++a)
-    for (int64_t b = 0; b < g.ks; ++b) {
-      T* s = P + (a * g.ks + b) * Ps;
-      const T* ra = rel_r + a * g.Wq;
-      const T* cb = rel_c + b * g.Wq;
-      for (int64_t j = 0; j < g.Wq; ++j) s[j] = ra[j] + cb[j];
-    }
-  window_dots(qi, ys, kp, g, i, P, Ps);
-  if (mask) {
-    for (int64_t a = 0; a < g.ks; ++a)
-      for (int64_t b = 0; b < g.ks; ++b) {
-        T* s = P + (a * g.ks + b) * Ps;
-        if (!valid.row(i, a)) {
-          for (int64_t j = 0; j < g.Wq; ++j) s[j] = kNeg;
-          continue;
-        }
-        for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = kNeg;
-        for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = kNeg;
+  for (int64_t jb = 0; jb < g.Wq; jb += kVec) {
+    block_weights(qi, kp, rr, rc, g, i, jb, mask, sc);
+    const V inv = loadu(sc.inv.data());
+    for (int64_t c0 = 0; c0 < g.d; c0 += 8) {
+      const T* y = vp + c0 * ys + i * g.Wk + jb;
+      T* o = rows + c0 * g.Wq + jb;
+      switch (std::min<int64_t>(8, g.d - c0)) {
+#define MMEFFATTN_SCOMBINE(N)                                             \
+  case N:                                                                 \
+    scaled_combine_block<T, N>(sc.L.data(), inv, y, ys, g.Wk, g.ks, o,    \
+                               g.Wq);                                     \
+    break;
+        MMEFFATTN_SCOMBINE(8) MMEFFATTN_SCOMBINE(7) MMEFFATTN_SCOMBINE(6)
+        MMEFFATTN_SCOMBINE(5) MMEFFATTN_SCOMBINE(4) MMEFFATTN_SCOMBINE(3)
+        MMEFFATTN_SCOMBINE(2) MMEFFATTN_SCOMBINE(1)
+#undef MMEFFATTN_SCOMBINE
       }
-  }
-  // softmax over the k*k offsets, vectorised over the row's queries
-  for (int64_t j = 0; j < g.Wq; ++j) mx[j] = P[j];
-  for (int64_t o = 1; o < g.kk; ++o) {
-    const T* s = P + o * Ps;
-    for (int64_t j = 0; j < g.Wq; ++j) mx[j] = std::max(mx[j], s[j]);
-  }
-  for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
-  for (int64_t o = 0; o < g.kk; ++o) {
-    T* s = P + o * Ps;
-    for (int64_t j = 0; j < g.Wq; ++j) {
-      s[j] = std::exp(std::max(s[j] - mx[j], T(-80)));
-      sum[j] += s[j];
     }
-  }
-  if (mask) {  // exp(-80) of excluded offsets: exactly zero instead
-    for (int64_t j = 0; j < g.Wq; ++j) sum[j] = 0;
-    for (int64_t a = 0; a < g.ks; ++a)
-      for (int64_t b = 0; b < g.ks; ++b) {
-        T* s = P + (a * g.ks + b) * Ps;
-        if (!valid.row(i, a)) {
-          for (int64_t j = 0; j < g.Wq; ++j) s[j] = 0;
-        } else {
-          for (int64_t j = 0; j < valid.col_begin(b); ++j) s[j] = 0;
-          for (int64_t j = valid.col_end(b); j < g.Wq; ++j) s[j] = 0;
-        }
-        for (int64_t j = 0; j < g.Wq; ++j) sum[j] += s[j];
-      }
-  }
-  // padding queries (j >= W) get weight 0: backward relies on it
-  for (int64_t j = 0; j < g.Wq; ++j)
-    sum[j] = (j < g.W && sum[j] > T(0)) ? T(1) / sum[j] : T(0);
-  for (int64_t o = 0; o < g.kk; ++o) {
-    T* s = P + o * Ps;
-    for (int64_t j = 0; j < g.Wq; ++j) s[j] *= sum[j];
   }
 }
 
@@ -275,8 +338,8 @@ void forward_kernel(const T* q, const T* k, const T* v, int64_t sb,
                     bool mask) {
   at::parallel_for(0, BH, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> qp(g.ksize(), 0), kp(g.ksize(), 0), vp(g.ksize(), 0);
-    std::vector<T> P(g.kk * g.Wq), rows(g.d * g.Wq);
-    RowScratch<T> sc(g);
+    std::vector<T> rows(g.d * g.Wq);
+    BlockScratch<T> sc(g);
     const int64_t plane = g.d * g.H * g.W;
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t off = (bh / heads) * sb + (bh % heads) * sh;
@@ -285,9 +348,8 @@ void forward_kernel(const T* q, const T* k, const T* v, int64_t sb,
       load_keys(v + off, vp.data(), g);
       T* o = out + bh * plane;
       for (int64_t i = 0; i < g.H; ++i) {
-        attention_row(qp.data(), kp.data(), rr, rc, g, i, mask, P.data(),
-                      g.Wq, sc);
-        window_combine(P.data(), g.Wq, vp.data(), g, i, rows.data(), g.Wq);
+        forward_row(qp.data(), kp.data(), vp.data(), rr, rc, g, i, mask,
+                    rows.data(), sc);
         for (int64_t c = 0; c < g.d; ++c)
           std::memcpy(o + (c * g.H + i) * g.W, rows.data() + c * g.Wq,
                       g.W * sizeof(T));
@@ -354,7 +416,7 @@ struct BackwardBuffers {
   std::vector<T> qp, kp, vp, gp;  // (d, Hp, Wk) padded, q scaled
   std::vector<T> Gr, Pr;          // rings of ks query rows: (ks, kk, Wk)
   std::vector<T> rows, grow, gcol, s;
-  RowScratch<T> sc;
+  BlockScratch<T> sc;
   explicit BackwardBuffers(const Geometry& g)
       : qp(g.ksize(), 0), kp(g.ksize(), 0), vp(g.ksize(), 0),
         gp(g.ksize(), 0), Gr(g.ks * g.kk * g.Wk), Pr(g.ks * g.kk * g.Wk),
@@ -394,9 +456,15 @@ void backward_plane(const T* gout, const T* q, const T* k, const T* v,
     T* P = buf.Pr.data() + (i % g.ks) * rs + g.r;
     const T* qi = buf.qp.data() + (i + g.r) * g.Wk + g.r;  // rows: stride ys
     const T* gi = buf.gp.data() + (i + g.r) * g.Wk + g.r;
-    // the forward's weights, recomputed (bit for bit the same code)
-    attention_row(buf.qp.data(), buf.kp.data(), rr, rc, g, i, mask, P, g.Wk,
-                  buf.sc);
+    // the forward's weights, recomputed (the same code), normalised
+    for (int64_t jb = 0; jb < g.Wq; jb += kVec) {
+      block_weights(qi, buf.kp.data(), rr, rc, g, i, jb, mask, buf.sc);
+      const T* L = buf.sc.L.data();
+      const T* inv = buf.sc.inv.data();
+      for (int64_t o = 0; o < g.kk; ++o)
+        for (int64_t n = 0; n < kVec; ++n)
+          P[o * g.Wk + jb + n] = L[o * kVec + n] * inv[n];
+    }
     for (int64_t o = 0; o < g.kk; ++o)
       for (int64_t j = 0; j < g.Wq; ++j) G[o * g.Wk + j] = 0;
     // dP[o][j] = g_out[:, j] . v[:, i+a-r, j+b-r]

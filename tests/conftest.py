@@ -71,3 +71,22 @@ def assert_every_parameter_gets_a_gradient(model, data_batch):
     assert not missing, (
         f'{len(missing)} trainable parameters get no gradient (DDP fails '
         f'without find_unused_parameters): {missing}')
+
+
+def assert_same_set_attention(module, reference, x, hw_shape, masks):
+    """Two SeTAttention modules with the same weights agree for each mask in
+    ``masks``: outputs, the input's and every parameter's gradient."""
+    import torch
+    weight = torch.randn_like(x)
+    for mask in masks:
+        module.zero_grad()
+        reference.zero_grad()
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out1, out2 = module(x1, hw_shape, mask), reference(x2, hw_shape, mask)
+        (out1 * weight).sum().backward()
+        (out2 * weight).sum().backward()
+        torch.testing.assert_close(out1, out2)
+        torch.testing.assert_close(x1.grad, x2.grad)
+        for (name, p1), p2 in zip(module.named_parameters(),
+                                  reference.parameters()):
+            torch.testing.assert_close(p1.grad, p2.grad, msg=name)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import assert_same_set_attention
 from mmeffattn.models import SeTAttention
 
 
@@ -70,16 +71,4 @@ def test_batch_chunks_equal_one_chunk():
     assert chunked.batch_chunk(x) == max(1, -(-threads // 2))
     mask = torch.ones(5, 15, dtype=torch.bool)
     mask[3, -4:] = False
-    weight = torch.randn(5, 15, 16, dtype=torch.float64)
-    for m in (None, mask):
-        chunked.zero_grad()
-        whole.zero_grad()
-        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-        out1, out2 = chunked(x1, (5, 3), m), whole(x2, (5, 3), m)
-        (out1 * weight).sum().backward()
-        (out2 * weight).sum().backward()
-        torch.testing.assert_close(out1, out2)
-        torch.testing.assert_close(x1.grad, x2.grad)
-        for (name, p1), p2 in zip(chunked.named_parameters(),
-                                  whole.parameters()):
-            torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+    assert_same_set_attention(chunked, whole, x, (5, 3), (None, mask))

@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_same_set_attention
 
 from mmeffattn.ops import (grid_positions, gaussian_sphere_kernel,
                            nystrom_features, positional_log_penalty,
@@ -266,16 +267,4 @@ def test_set_attention_module_fused_equals_log_domain():
     x = torch.randn(2, 15, 16, dtype=torch.float64)
     mask = torch.ones(2, 15, dtype=torch.bool)
     mask[1, -4:] = False
-    weight = torch.randn(2, 15, 16, dtype=torch.float64)
-    for m in (None, mask):
-        fused.zero_grad()
-        ref.zero_grad()
-        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-        out1, out2 = fused(x1, (5, 3), m), ref(x2, (5, 3), m)
-        (out1 * weight).sum().backward()
-        (out2 * weight).sum().backward()
-        torch.testing.assert_close(out1, out2)
-        torch.testing.assert_close(x1.grad, x2.grad)
-        for (name, p1), p2 in zip(fused.named_parameters(),
-                                  ref.parameters()):
-            torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+    assert_same_set_attention(fused, ref, x, (5, 3), (None, mask))

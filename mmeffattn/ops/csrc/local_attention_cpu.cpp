@@ -105,13 +105,13 @@ void window_dots(const T* x, int64_t xs, const T* ybuf, const Geometry& g,
   }
 }
 
-// out[c0+n][jb..] = sum_{a,b} w[a*ks+b][jb..] * y[c0+n][i+a][jb+b..] for
-// n < NC: NC accumulators in registers share each weight load.
+// out[c0+n][jb..] = scale * sum_{a,b} w[a*ks+b][jb..] * y[c0+n][i+a][jb+b..]
+// for n < NC: NC accumulators in registers share each weight load.
 template <typename T, int NC>
-inline void window_combine_block(const T* __restrict__ w, int64_t ws,
-                                 const T* __restrict__ y, int64_t ys,
-                                 int64_t Wk, int64_t ks,
-                                 T* __restrict__ out, int64_t os) {
+inline void window_combine_block(
+    const T* __restrict__ w, int64_t ws, const T* __restrict__ y, int64_t ys,
+    int64_t Wk, int64_t ks, T* __restrict__ out, int64_t os,
+    const typename Vec<T>::type& scale = typename Vec<T>::type{} + T(1)) {
   using V = typename Vec<T>::type;
   V acc[NC];
   for (int n = 0; n < NC; ++n) acc[n] = V{};
@@ -122,7 +122,7 @@ inline void window_combine_block(const T* __restrict__ w, int64_t ws,
       for (int n = 0; n < NC; ++n) acc[n] += wv * loadu(ya + n * ys + b);
     }
   }
-  for (int n = 0; n < NC; ++n) storeu(out + n * os, acc[n]);
+  for (int n = 0; n < NC; ++n) storeu(out + n * os, acc[n] * scale);
 }
 
 // out[c][j] = sum_{a,b} w[a*ks+b][j] * y[c][i+a][j+b] (rows of stride os).
@@ -269,26 +269,6 @@ void block_weights(const T* qi, const T* kp, const T* rr, const T* rc,
     sum[n] = (jb + n < g.W && sum[n] > T(0)) ? T(1) / sum[n] : T(0);
 }
 
-// out[c0+n][..] = inv * sum_{a,b} L[a*ks+b] y[c0+n][i+a][jb+b..] for n < NC.
-template <typename T, int NC>
-inline void scaled_combine_block(const T* __restrict__ L,
-                                 const typename Vec<T>::type& inv,
-                                 const T* __restrict__ y, int64_t ys,
-                                 int64_t Wk, int64_t ks,
-                                 T* __restrict__ out, int64_t os) {
-  using V = typename Vec<T>::type;
-  V acc[NC];
-  for (int n = 0; n < NC; ++n) acc[n] = V{};
-  for (int64_t a = 0; a < ks; ++a) {
-    const T* ya = y + a * Wk;
-    for (int64_t b = 0; b < ks; ++b) {
-      const V wv = loadu(L + (a * ks + b) * kVec);
-      for (int n = 0; n < NC; ++n) acc[n] += wv * loadu(ya + n * ys + b);
-    }
-  }
-  for (int n = 0; n < NC; ++n) storeu(out + n * os, acc[n] * inv);
-}
-
 // Forward of query row i: rows[c][j] (d rows of stride Wq) = the attention
 // output, block by block of kVec queries (block_weights, then the combine
 // over v with the normalisation applied to the outputs).
@@ -308,8 +288,8 @@ void forward_row(const T* qp, const T* kp, const T* vp, const T* rr,
       switch (std::min<int64_t>(8, g.d - c0)) {
 #define MMEFFATTN_SCOMBINE(N)                                             \
   case N:                                                                 \
-    scaled_combine_block<T, N>(sc.L.data(), inv, y, ys, g.Wk, g.ks, o,    \
-                               g.Wq);                                     \
+    window_combine_block<T, N>(sc.L.data(), kVec, y, ys, g.Wk, g.ks, o,   \
+                               g.Wq, inv);                                \
     break;
         MMEFFATTN_SCOMBINE(8) MMEFFATTN_SCOMBINE(7) MMEFFATTN_SCOMBINE(6)
         MMEFFATTN_SCOMBINE(5) MMEFFATTN_SCOMBINE(4) MMEFFATTN_SCOMBINE(3)

@@ -1,8 +1,8 @@
 """One benchmark case per process: ``python -m mmeffattn.benchmarks.cases --case JSON``.
 
 Prints one JSON line: fwd and fwd+bwd median ms (with the min and max of the
-repeats) and the fwd+bwd peak memory; round-robin kinds ('vit', 'backbones')
-print one row per variant.
+repeats) and the fwd+bwd peak memory; round-robin kinds ('vit', 'backbones',
+'sizes') print one row per variant or size.
 """
 import argparse
 import json
@@ -153,7 +153,40 @@ def run_vit_round_robin(case):
     return dict(case, rows=rows)
 
 
+def run_size_round_robin(case):
+    """fwd+bwd of one layer (case kind ``layer``) at several map ``sides``, built in this one
+    process and timed round robin (a warm-up round, then ``repeat``
+    rounds), so that the time per size step is read under one machine
+    state: each row's ``growth`` is the median over rounds of its time over
+    the previous size's in the same round."""
+    torch.set_num_threads(case.get('threads', torch.get_num_threads()))
+    shared = {k: v for k, v in case.items() if k not in ('sides', 'kind')}
+    steps = []
+    for side in case['sides']:
+        torch.manual_seed(0)
+        layer, x = build(dict(shared, kind=case['layer'], H=side, W=side))
+        x.requires_grad_(True)
+
+        def fwd_bwd(layer=layer, x=x):
+            layer(x).float().sum().backward()
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+
+        steps.append(fwd_bwd)
+    times = time_round_robin(steps, case.get('repeat', 5))
+    rows = []
+    for i, (side, samples) in enumerate(zip(case['sides'], times)):
+        row = dict(shared, H=side, W=side, **spread('fwdbwd_ms', samples))
+        if i:
+            row['growth'] = round(statistics.median(
+                t / prev for t, prev in zip(samples, times[i - 1])), 3)
+        rows.append(row)
+    return dict(case, rows=rows)
+
+
 def run(case):
+    if case['kind'] == 'sizes':
+        return run_size_round_robin(case)
     if case['kind'] == 'vit':
         return run_vit_round_robin(case)
     if case['kind'] == 'backbones':

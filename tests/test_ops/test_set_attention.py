@@ -140,11 +140,12 @@ def test_fused_transport_under_bf16_autocast_runs_in_fp32():
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
 
 
-def _nystrom_case(masked):
+def _nystrom_case(masked, hw=(5, 3)):
     from mmeffattn.ops import nystrom_basis
     g = torch.Generator().manual_seed(0)
     dt = torch.float64
-    bsz, heads, height, width, d, a, m = 3, 2, 5, 3, 4, 6, 4
+    bsz, heads, d, a, m = 3, 2, 4, 6, 4
+    height, width = hw
     n = height * width
     qkv = torch.randn(bsz, n, 3, heads, d, generator=g, dtype=dt)
     anchors = torch.randn(heads, a, d, generator=g, dtype=dt)
@@ -156,6 +157,7 @@ def _nystrom_case(masked):
     if masked:
         mask = torch.ones(bsz, n, dtype=torch.bool)
         mask[0, -3:] = False
+        mask[1, n // 2:n // 2 + 7] = False
 
     def reference(qkv, anchors, refs, pos):
         basis = nystrom_basis(anchors, 0.5)
@@ -175,18 +177,20 @@ def _nystrom_case(masked):
     return (qkv, anchors, refs, pos), reference, fused
 
 
-@pytest.mark.parametrize('masked', [False, True])
+@pytest.mark.parametrize('masked,hw', [(False, (5, 3)), (True, (5, 3)),
+                                       (True, (23, 25))])
 @pytest.mark.parametrize('path', [dict(chunk_bytes=4 << 20),
                                   dict(chunk_bytes=1),
                                   dict(kernel=True)])
-def test_fused_nystrom_attention_equals_reference(masked, path):
+def test_fused_nystrom_attention_equals_reference(masked, hw, path):
     """Features, log kernels and transport in one function (from the qkv
     layout; PyTorch batch chunk by chunk, or the CPU kernel group by
-    group) equal the log-domain autograd path."""
+    group, 575 tokens being three of its 256-row tiles, the last partial)
+    equal the log-domain autograd path."""
     if path.get('kernel') and not cpu_extension_available():
         pytest.skip('CPU extension not built')
-    inputs_, reference, fused = _nystrom_case(masked)
-    weight = torch.randn(3, 15, 2, 4, dtype=torch.float64,
+    inputs_, reference, fused = _nystrom_case(masked, hw)
+    weight = torch.randn(3, hw[0] * hw[1], 2, 4, dtype=torch.float64,
                          generator=torch.Generator().manual_seed(1))
     results = []
     for fn in (reference, lambda *a: fused(*a, **path)):

@@ -4,7 +4,9 @@ Suites:
   sasa: our SASA op vs the naive unfold implementation vs a 3x3 conv of the
         same width (B=8, C=128, 56x56, k=7, 8 heads) + sweeps over k and size.
   set:  SeT attention vs global softmax attention (torch SDPA) at N = 196,
-        784, 3136, 12544 tokens (B=8, C=64, 2 heads).
+        784, 3136, 12544 tokens (B=8, C=64, 2 heads), each in its own
+        process; and SeT's time per 4x tokens (``growth``, 3136 -> 12544)
+        with both sizes timed round robin in one process (9 rounds).
   backbone: a training step (fwd+bwd) and inference of whole backbones at
         224x224, B=8, each timed round robin against what it replaces in one
         process: SeTformer-T/S vs Swin-T/S, SASA-R50 vs ResNet-50.
@@ -74,6 +76,11 @@ def set_cases(quick: bool):
             cases.append(dict(kind='set', impl=impl, B=2 if quick else 8,
                               C=64, heads=2, H=side, W=side,
                               group='tokens', repeat=5))
+    # time per 4x tokens, both sizes timed round robin in one process
+    sides = [14, 28] if quick else [56, 112]
+    cases.append(dict(kind='sizes', layer='set', impl='set', B=2 if quick else 8, C=64,
+                      heads=2, sides=sides, group='growth',
+                      repeat=2 if quick else 9))
     return cases
 
 
@@ -143,7 +150,8 @@ SUITES = dict(sasa=sasa_cases, set=set_cases, amp=amp_cases,
 
 def fmt(v, key=''):
     if isinstance(v, float):
-        return f'{v:9.2f}' if key.endswith('speedup') else f'{v:9.1f}'
+        return f'{v:9.2f}' if key.endswith(('speedup', 'growth')) \
+            else f'{v:9.1f}'
     return f'{v!s:>9}'
 
 
@@ -168,7 +176,8 @@ def print_table(rows, keys):
         cols = keys + [c for c in (
             'fwd_ms', 'fwd_ms_min', 'fwd_ms_max', 'img_s', 'speedup',
             'fwdbwd_ms', 'fwdbwd_ms_min', 'fwdbwd_ms_max', 'peak_mib',
-            'tensor_peak_mib', 'first_call_ms') if any(c in r for r in rows)]
+            'tensor_peak_mib', 'first_call_ms', 'growth')
+            if any(c in r for r in rows)]
     print(' | '.join(f'{c:>9}' for c in cols))
     for r in rows:
         if 'error' in r:

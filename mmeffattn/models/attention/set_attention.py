@@ -74,6 +74,9 @@ class SeTAttention(BaseModule):
         side = math.isqrt(num_refs)
         if side * side != num_refs:
             raise ValueError(f'num_refs={num_refs} must be a perfect square')
+        if num_iters < 1:
+            raise ValueError(f'num_iters={num_iters} must be >= 1 (Sinkhorn '
+                             'iterations)')
         if feature_map not in FEATURE_MAPS:
             raise ValueError(f'feature_map must be one of {FEATURE_MAPS}, '
                              f'got {feature_map!r}')

@@ -4,7 +4,14 @@ Compiled once per machine with torch's cpp_extension (ninja, the system C++
 compiler) into torch's extension cache (``TORCH_EXTENSIONS_DIR``); later
 imports load it in milliseconds. If the build fails, the op falls back to the
 pure-PyTorch blocked-halo path with one warning.
+
+Builds are serialised by an ``fcntl`` lock on the build directory, which the
+OS releases when its holder dies. torch's own ``lock`` file is not: a build
+killed half way (a timeout, a stopped session) leaves it behind and every
+later ``load`` waits on it forever. Holding our lock, no live process is
+building, so such a file is stale and is removed.
 """
+import fcntl
 import os
 import os.path as osp
 import shutil
@@ -36,6 +43,38 @@ def _simd_flags():
     return flags
 
 
+def extension_name() -> str:
+    """The module's name; it carries the SIMD flags, so a cache built for
+    another CPU is never loaded here."""
+    return 'mmeffattn_local_attention_cpu' + ''.join(
+        f.replace('-m', '_') for f in _simd_flags())
+
+
+def build_directory() -> str:
+    """Where the module is built: ``$TORCH_EXTENSIONS_DIR`` (or torch's
+    default root) / python and torch versions / :func:`extension_name`."""
+    import torch
+    from torch.utils.cpp_extension import get_default_build_root
+    root = os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()
+    abi = f'py{sys.version_info[0]}{sys.version_info[1]}_torch{torch.__version__}'
+    return osp.join(root, abi, extension_name())
+
+
+def _load_under_build_lock(**kwargs):
+    """torch's ``load`` into :func:`build_directory` while holding an
+    ``fcntl`` lock there, after removing a stale torch ``lock`` file."""
+    from torch.utils.cpp_extension import load
+    directory = build_directory()
+    os.makedirs(directory, exist_ok=True)
+    with open(osp.join(directory, 'mmeffattn-build.flock'), 'w') as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        stale = osp.join(directory, 'lock')
+        if osp.exists(stale):
+            os.remove(stale)
+        return load(name=extension_name(), build_directory=directory,
+                    **kwargs)
+
+
 def load_cpu_extension():
     """The compiled module, or None if it cannot be built here."""
     global _EXT, _FAILED
@@ -54,7 +93,6 @@ def load_cpu_extension():
             os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get(
                 'PATH', '')
         try:
-            from torch.utils.cpp_extension import load
             src = [osp.join(osp.dirname(__file__), 'csrc', f)
                    for f in ('local_attention_cpu.cpp',
                              'attention_stem_cpu.cpp', 'sinkhorn_cpu.cpp',
@@ -65,12 +103,9 @@ def load_cpu_extension():
             # to torch's already loaded runtime (torch.set_num_threads).
             flags = ['-O3', '-ffast-math', '-fopenmp',
                      '-Wno-psabi'] + _simd_flags()
-            # the name carries the flags: a cache built for another CPU is
-            # never loaded here
-            name = 'mmeffattn_local_attention_cpu' + ''.join(
-                f.replace('-m', '_') for f in _simd_flags())
-            _EXT = load(name=name, sources=src, extra_cflags=flags,
-                        extra_ldflags=['-fopenmp'], verbose=False)
+            _EXT = _load_under_build_lock(
+                sources=src, extra_cflags=flags, extra_ldflags=['-fopenmp'],
+                verbose=False)
         except Exception as exc:  # no compiler, no ninja, ...
             _FAILED = True
             warnings.warn('mmeffattn: could not build the CPU kernel of '

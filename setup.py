@@ -20,6 +20,8 @@ setup(
     description='Efficient attention (SASA, SeTformer) for OpenMMLab 2.x',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
+    # the CPU kernels are JIT-built from their sources where they run
+    package_data={'mmeffattn.ops': ['csrc/*.cpp', 'csrc/*.h']},
     python_requires='>=3.9',
     install_requires=read_requirements('requirements/runtime.txt'),
     extras_require={

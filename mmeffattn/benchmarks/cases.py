@@ -154,11 +154,11 @@ def run_vit_round_robin(case):
 
 
 def run_size_round_robin(case):
-    """fwd+bwd of one layer (case kind ``layer``) at several map ``sides``, built in this one
-    process and timed round robin (a warm-up round, then ``repeat``
-    rounds), so that the time per size step is read under one machine
-    state: each row's ``growth`` is the median over rounds of its time over
-    the previous size's in the same round."""
+    """fwd+bwd of one layer (case kind ``layer``) at several map ``sides``,
+    built in this one process and timed round robin (a warm-up round, then
+    ``repeat`` rounds), so that the time per size step is read under one
+    machine state: each row's ``growth`` is the median over rounds of its
+    time over the previous size's in the same round."""
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     shared = {k: v for k, v in case.items() if k not in ('sides', 'kind')}
     steps = []

@@ -56,7 +56,8 @@ def build_directory() -> str:
     import torch
     from torch.utils.cpp_extension import get_default_build_root
     root = os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()
-    abi = f'py{sys.version_info[0]}{sys.version_info[1]}_torch{torch.__version__}'
+    abi = (f'py{sys.version_info[0]}{sys.version_info[1]}'
+           f'_torch{torch.__version__}')
     return osp.join(root, abi, extension_name())
 
 

@@ -92,8 +92,8 @@ def test_step_timing_rows_add_up_to_the_passes():
 
 def test_size_round_robin_reports_growth():
     from mmeffattn.benchmarks.cases import run_size_round_robin
-    case = dict(kind='sizes', layer='set', group='growth', impl='set', B=1, C=16,
-                heads=2, sides=[4, 8], repeat=2, threads=1)
+    case = dict(kind='sizes', layer='set', group='growth', impl='set', B=1,
+                C=16, heads=2, sides=[4, 8], repeat=2, threads=1)
     rows = run_size_round_robin(case)['rows']
     assert [(r['H'], r['W']) for r in rows] == [(4, 4), (8, 8)]
     assert 'growth' not in rows[0] and rows[1]['growth'] > 0

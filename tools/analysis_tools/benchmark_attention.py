@@ -78,9 +78,9 @@ def set_cases(quick: bool):
                               group='tokens', repeat=5))
     # time per 4x tokens, both sizes timed round robin in one process
     sides = [14, 28] if quick else [56, 112]
-    cases.append(dict(kind='sizes', layer='set', impl='set', B=2 if quick else 8, C=64,
-                      heads=2, sides=sides, group='growth',
-                      repeat=2 if quick else 9))
+    cases.append(dict(kind='sizes', layer='set', impl='set',
+                      B=2 if quick else 8, C=64, heads=2, sides=sides,
+                      group='growth', repeat=2 if quick else 9))
     return cases
 
 

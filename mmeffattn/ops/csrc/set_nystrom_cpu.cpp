@@ -22,7 +22,8 @@
 // Measured: whole-group N x a / N x d temporaries (one ATen GEMM per step)
 // made time grow 5x per 4x tokens (3136 -> 12544): their passes left L2.
 // Tried and measured slower: tiles that recompute features in a second
-// pass; one pass over K per row + column Sinkhorn update pair: no change.
+// pass. Sinkhorn's row and column updates share passes over K
+// (sinkhorn_group.h), which pays off only with the row tiles.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 

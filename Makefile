@@ -37,8 +37,10 @@ demo-all: demo
 test: env
 	$(PY) -m pytest tests -q -ra --durations=15
 
+# writes work_dirs/benchmarks (never over the committed reference run in docs/benchmarks)
 benchmark: env
-	$(PY) tools/analysis_tools/benchmark_attention.py --out-dir docs/benchmarks
+	$(PY) tools/analysis_tools/benchmark_attention.py --out-dir work_dirs/benchmarks
+	$(PY) tools/analysis_tools/benchmark_report.py work_dirs/benchmarks > work_dirs/benchmarks/tables.md
 
 clean:
 	rm -rf work_dirs

@@ -41,7 +41,9 @@ import json
 import os
 import os.path as osp
 import platform
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
@@ -223,6 +225,28 @@ def plot(rows, suite, path):
     fig.savefig(path, dpi=100)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+            text=True, cwd=osp.dirname(osp.abspath(__file__)),
+            check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--suite', choices=sorted(SUITES) + ['all'],
@@ -237,8 +261,9 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     suites = sorted(SUITES) if args.suite == 'all' else [args.suite]
     env = dict(torch=torch.__version__, threads=args.threads,
-               cpu=platform.processor() or platform.machine(),
-               cuda=torch.cuda.is_available(), command=' '.join(sys.argv))
+               cpu=_cpu_model(), cuda=torch.cuda.is_available(),
+               command=' '.join(sys.argv), commit=_git_commit(),
+               date=time.strftime('%Y-%m-%d'))
     results = {}
     for suite in suites:
         cases = SUITES[suite](args.quick)

@@ -15,6 +15,31 @@ def test_benchmark_quick_writes_json_and_plot(tmp_path):
     assert {r['impl'] for r in rows} == {'ours', 'unfold', 'conv3x3'}
     assert all('error' not in r and r['fwdbwd_ms'] > 0 for r in rows)
     assert osp.getsize(tmp_path / 'sasa.png') > 1000
+    env = json.load(open(tmp_path / 'sasa.json'))['env']
+    assert env['commit'] and env['date'] and env['cpu']
+    # the docs' tables are rendered from such a folder
+    report = run_tool([osp.join(TOOLS, 'analysis_tools',
+                                'benchmark_report.py'), str(tmp_path)],
+                      str(tmp_path)).stdout
+    assert '| ours | ' in report and env['commit'] in report
+
+
+def test_benchmark_report_renders_the_reference_run():
+    import subprocess
+    import sys
+    repo = osp.dirname(TOOLS)
+    out = subprocess.run(
+        [sys.executable, osp.join(TOOLS, 'analysis_tools',
+                                  'benchmark_report.py'),
+         osp.join(repo, 'docs', 'benchmarks')],
+        capture_output=True, text=True, check=True).stdout
+    for suite in ('sasa', 'set', 'backbone', 'amp', 'deploy', 'vit',
+                  'window'):
+        assert f'### `{suite}`' in out
+    # every table of docs/benchmarks.md is the report's table
+    doc = open(osp.join(repo, 'docs', 'benchmarks.md')).read()
+    tables = [line for line in out.splitlines() if line.startswith('| ')]
+    assert all(line in doc for line in tables)
 
 
 def test_vit_round_robin_reports_every_variant():

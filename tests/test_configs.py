@@ -1,5 +1,7 @@
 """Every config builds, trains 1 iteration and evaluates on the demo data, and
-every trainable parameter gets a gradient (what DDP needs).
+every trainable parameter gets a gradient (what DDP needs), a non-zero one
+within 3 optimiser steps from initialisation (no parameter sits at a saddle
+where its gradient is exactly 0).
 
 The data root of each config is pointed at the embedded demo data of the same
 format (ImageNet folders / COCO json / ADE20K PNGs); the model is the config's
@@ -106,6 +108,57 @@ def point_at_demo(cfg, root):
     cfg.launcher = 'none'
 
 
+GUARD_STEPS = 3
+
+
+def watch_gradients(model):
+    """Hooks recording, for every trainable parameter, whether a backward
+    pass gave it a gradient and whether that gradient was non-zero.
+
+    Returns:
+        tuple: (names with a gradient, names with a non-zero gradient, the
+        hook handles).
+    """
+    got, nonzero, handles = set(), set(), []
+
+    def hook(grad, name):
+        got.add(name)
+        if bool(grad.ne(0).any()):
+            nonzero.add(name)
+
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            handles.append(p.register_hook(
+                lambda grad, name=name: hook(grad, name)))
+    return got, nonzero, handles
+
+
+def assert_healthy_gradients(model, optim_wrapper, data_batch, watched,
+                             steps_done=0):
+    """Take optimiser steps on ``data_batch`` until every trainable parameter
+    has had a non-zero gradient, at most ``GUARD_STEPS`` in all (``steps_done``
+    already taken under ``watch_gradients``); fail naming the parameters
+    that got no gradient (DDP rejects them) or only zero ones."""
+    got, nonzero, handles = watched
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    model.train()
+    for _ in range(steps_done, GUARD_STEPS):
+        if nonzero.issuperset(trainable):
+            break
+        model.train_step(data_batch, optim_wrapper)
+    for h in handles:
+        h.remove()
+    none = [n for n in trainable if n not in got]
+    assert not none, (
+        f'{len(none)} trainable parameters get no gradient (DDP fails '
+        f'without find_unused_parameters): {none}')
+    zero = [n for n in trainable if n not in nonzero]
+    assert not zero, (
+        f'{len(zero)} trainable parameters get only exactly-zero gradients '
+        f'in {GUARD_STEPS} optimiser steps from initialisation (a saddle: '
+        f'they never train): {zero}')
+
+
 def make_backbone_checkpoint(cfg, cwd):
     """Save the classification model a det/seg config initialises from."""
     init = cfg.model.backbone.get('init_cfg')
@@ -140,6 +193,7 @@ def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,
     # own name keeps it from writing into an earlier test's (removed) dir
     cfg.visualizer.name = f'visualizer_{tmp_path.name}'
     runner = Runner.from_cfg(cfg)
+    watched = watch_gradients(runner.model)
     runner.train()
     assert runner.iter == 1
     # the checkpoint is written, then dropped: full-size ones reach 1 GB
@@ -149,8 +203,9 @@ def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,
     metrics = runner.val_loop.run()
     assert metrics and all(v == v for v in metrics.values()
                            if isinstance(v, float))
-    assert_every_parameter_gets_a_gradient(
-        runner.model, next(iter(runner.train_dataloader)))
+    assert_healthy_gradients(runner.model, runner.optim_wrapper,
+                             next(iter(runner.train_dataloader)), watched,
+                             steps_done=1)
 
 
 @pytest.mark.parametrize('config', DEMO_CONFIGS,
@@ -158,6 +213,7 @@ def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,
 def test_demo_config_gives_every_parameter_a_gradient(config, demo_cwd,
                                                       monkeypatch):
     from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import Runner
     import mmeffattn  # noqa: F401
@@ -169,7 +225,37 @@ def test_demo_config_gives_every_parameter_a_gradient(config, demo_cwd,
     loader = dict(cfg.train_dataloader, batch_size=2, num_workers=0,
                   persistent_workers=False)
     batch = next(iter(Runner.build_dataloader(loader)))
-    assert_every_parameter_gets_a_gradient(model, batch)
+    assert_healthy_gradients(model, build_optim_wrapper(model,
+                                                        cfg.optim_wrapper),
+                             batch, watch_gradients(model))
+
+
+def test_gradient_guard_names_a_parameter_at_a_zero_gradient_saddle(
+        demo_cwd, monkeypatch):
+    """Both adaptive-mixing matrices of SparseFormer start at exactly 0 when
+    the generator's last layer has zero weight and zero bias: the generator
+    and the mixer's output layer then get exactly-zero gradients forever."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner import Runner
+    import mmeffattn  # noqa: F401
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo',
+                                   'sparseformer-demo_1xb64-30e_digits.py'))
+    monkeypatch.chdir(demo_cwd)
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    for unit in (model.backbone.focus, model.backbone.cortex[0]):
+        torch.nn.init.zeros_(unit.mixer.generator[1].bias)
+    loader = dict(cfg.train_dataloader, batch_size=2, num_workers=0,
+                  persistent_workers=False)
+    batch = next(iter(Runner.build_dataloader(loader)))
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    with pytest.raises(AssertionError, match=r'exactly-zero gradients.*'
+                       r'backbone\.focus\.mixer\.generator\.1\.weight'):
+        assert_healthy_gradients(model, optim_wrapper, batch,
+                                 watch_gradients(model))
 
 
 def test_gradient_guard_names_an_unused_parameter(demo_cwd, monkeypatch):

@@ -28,12 +28,12 @@ def clamp_grad(x: Tensor, bound: float) -> Tensor:
 
 
 def roi_sampling_points(roi: Tensor, offsets: Tensor,
-                        eps: float = 1e-5) -> Tensor:
+                        eps: float = 1e-7) -> Tensor:
     """Sampling points of each token from its RoI and raw offsets.
 
     Offsets are standardised per token and axis over the P points,
-    ``(o - mean) / (3 std)``, scaled by the RoI's width/height and added to
-    its centre.
+    ``(o - mean) / (3 (std + eps))`` (unbiased std), scaled by the RoI's
+    width/height and added to its centre.
 
     Args:
         roi (Tensor): (B, N, 4) boxes (x1, y1, x2, y2), normalised.
@@ -46,7 +46,7 @@ def roi_sampling_points(roi: Tensor, offsets: Tensor,
     size = roi[..., 2:] - roi[..., :2]
     mean = offsets.mean(dim=2, keepdim=True)
     std = offsets.std(dim=2, keepdim=True)
-    unit = (offsets - mean) / (3 * std + eps)
+    unit = (offsets - mean) / (3 * (std + eps))
     return centre[:, :, None] + unit * size[:, :, None]
 
 

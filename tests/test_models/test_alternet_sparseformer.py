@@ -99,13 +99,40 @@ def test_sparseformer_focusing_unit_is_shared_and_only_first_cortex_samples():
     first = trace[0]
     assert first['roi'].shape == (2, 9, 4)
     assert first['points'].shape == (2, 9, 4, 2)
-    # at init: RoI deltas are 0, so the RoIs are the grid of half-size boxes
-    torch.testing.assert_close(first['roi'][0, 0],
-                               torch.tensor([-1 / 12, -1 / 12, 5 / 12,
-                                             5 / 12]))
+    # at init: RoI deltas are 0, so the RoIs are the official grid of
+    # half-size boxes inside the image, column-major
+    torch.testing.assert_close(first['roi'][0, :2],
+                               torch.tensor([[0., 0., .5, .5],
+                                             [0., .25, .5, .75]]))
+    assert first['roi'].min() >= 0 and first['roi'].max() <= 1
     # the 2x2 grid of offsets standardised: points inside the RoI
     pts, roi = first['points'][0], first['roi'][0]
     assert ((pts >= roi[:, None, :2]) & (pts <= roi[:, None, 2:])).all()
+
+
+def test_sparseformer_initialisation_is_the_official_one():
+    """Every sampling unit (the focusing unit and the first cortex unit):
+    unit-norm LN gains, RoI deltas 0, the generator's last weight 0 and its
+    bias a Xavier draw (non-zero mixing from the start)."""
+    torch.manual_seed(0)
+    model = _small_sparseformer()
+    model.init_weights()
+    for unit, d in ((model.focus, 16), (model.cortex[0], 32)):
+        mixer = unit.mixer
+        for norm in (mixer.roi_norm, mixer.offset_norm, mixer.generator_norm):
+            torch.testing.assert_close(norm.weight, torch.full((d, ), d**-.5))
+        assert not mixer.roi_delta.weight.any()
+        assert not mixer.generator[1].weight.any()
+        bias = mixer.generator[1].bias
+        channel, point = bias[:64].view(8, 8), bias[64:].view(4, 4)
+        assert channel.abs().max() <= (6 / 16)**.5 and channel.std() > .1
+        assert point.abs().max() <= (6 / 8)**.5 and point.std() > .1
+        torch.testing.assert_close(mixer.offsets.bias, torch.tensor(
+            [-.25, -.25, .25, -.25, -.25, .25, .25, .25]))
+        assert 0 < mixer.offsets.weight.std() < .03
+    assert 0.8 < model.token_embed.std() < 1.2
+    assert model.token_embed.abs().max() <= 2
+    assert model.drop_path_rates == [0.] * 6     # 4 passes + 2 units
 
 
 def test_sparseformer_output_types_and_gradients():
@@ -132,7 +159,7 @@ def test_sparseformer_frozen_stages():
 def test_sparseformer_errors():
     with pytest.raises(KeyError, match="arch 'huge' is not a SparseFormer"):
         SparseFormer('huge')
-    with pytest.raises(ValueError, match='num_tokens must be a square'):
+    with pytest.raises(ValueError, match='num_tokens.*square'):
         SparseFormer(dict(num_tokens=10, embed_dims=(64, 64),
                           cortex_depth=1))
     with pytest.raises(ValueError, match='out_type'):

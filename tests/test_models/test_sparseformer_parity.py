@@ -1,0 +1,71 @@
+"""SparseFormer equals the official implementation: the golden fixture
+(tests/data/parity/sparseformer: an official-layout state dict of a tiny
+model, its input and the official outputs, commit recorded) converted by
+tools/model_converters/sparseformer_to_mmeffattn.py reproduces the official
+outputs in float64, in eval and in train mode (drop path, same seed)."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+FIXTURE = osp.join(REPO, 'tests', 'data', 'parity', 'sparseformer',
+                   'fixture.pth')
+TOOL = osp.join(REPO, 'tools', 'model_converters',
+                'sparseformer_to_mmeffattn.py')
+sys.path.insert(0, osp.dirname(TOOL))
+
+
+def _classifier(fixture):
+    from mmpretrain.models import ImageClassifier
+
+    import mmeffattn  # noqa: F401
+    return ImageClassifier(
+        backbone=dict(type='mmeffattn.SparseFormer', **fixture['ours_args']),
+        head=dict(type='LinearClsHead', num_classes=fixture['num_classes'],
+                  in_channels=fixture['ours_args']['arch']['embed_dims'][1]))
+
+
+def test_converted_fixture_reproduces_the_official_outputs(tmp_path):
+    fixture = torch.load(FIXTURE, weights_only=True)
+    assert len(fixture['commit']) == 40
+    src, dst = tmp_path / 'official.pth', tmp_path / 'ours.pth'
+    torch.save(dict(model=fixture['state_dict']), src)
+    proc = subprocess.run([sys.executable, TOOL, str(src), str(dst)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    state = torch.load(dst, weights_only=True)['state_dict']
+    model = _classifier(fixture)
+    model.load_state_dict(state, strict=True)
+    model.double().eval()
+    x = fixture['input'].double()
+    with torch.no_grad():
+        trace = []
+        tokens = model.backbone.forward_tokens(x, trace)
+        logits = model.head.fc(model.backbone.norm(tokens.mean(1)))
+    tight = dict(rtol=0, atol=1e-10)
+    torch.testing.assert_close(logits, fixture['logits'], **tight)
+    torch.testing.assert_close(trace[-1]['roi'], fixture['roi'], **tight)
+    model.train()
+    torch.manual_seed(fixture['train_seed'])
+    xg = x.clone().requires_grad_()
+    train = model(xg, mode='tensor')
+    train.pow(2).sum().backward()
+    torch.testing.assert_close(train.detach(), fixture['train_logits'],
+                               **tight)
+    torch.testing.assert_close(xg.grad, fixture['train_input_grad'], **tight)
+
+
+def test_converter_names_a_key_that_does_not_map():
+    from sparseformer_to_mmeffattn import convert, official_state_dict
+    fixture = torch.load(FIXTURE, weights_only=True)
+    state = dict(fixture['state_dict'])
+    state['layers.0.stage_embedding.weight'] = torch.zeros(2, 16)
+    with pytest.raises(KeyError, match=r"'layers\.0\.stage_embedding"):
+        convert(state)
+    ema = {'module.' + k: v for k, v in fixture['state_dict'].items()}
+    picked = official_state_dict(dict(model={}, model_ema=ema))
+    assert set(picked) == set(fixture['state_dict'])

@@ -15,6 +15,23 @@ SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64.py')
 SET_CFG = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
 
 
+def _devices():
+    """'cpu', and 'cuda' where a GPU is present: the op tests that compare
+    implementations take ``device`` from this list, so one run on a GPU
+    machine checks the CUDA paths and a CPU run gains no case."""
+    import torch
+    return ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+DEVICES = _devices()
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each available device ('cpu', and 'cuda' with a GPU)."""
+    return request.param
+
+
 def published_checkpoint(name):
     """The one published ``checkpoints/demo/<name>_<date>-<hash>.pth``."""
     import glob

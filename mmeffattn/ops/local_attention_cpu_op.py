@@ -22,20 +22,36 @@ def _extension():
     return ext
 
 
+def _canonical_strides(t: Tensor) -> Tensor:
+    """``t`` with the stride of every size-1 dimension set to the product of
+    the later sizes (a contiguous tensor's). A size-1 dimension is never
+    stepped, so its stride is arbitrary (PyTorch's ``contiguous()`` keeps
+    it); the kernel's layout checks compare strides."""
+    strides, later = list(t.stride()), 1
+    for dim in reversed(range(t.dim())):
+        if t.shape[dim] == 1:
+            strides[dim] = later
+        later *= t.shape[dim]
+    if strides == list(t.stride()):
+        return t
+    return t.as_strided(t.shape, strides, t.storage_offset())
+
+
 def _planes(t: Tensor) -> Tensor:
     """(B, heads, d, H, W) whose (d, H, W) blocks are contiguous: the kernel's
     layout; a view of a channels-first (B, C, H, W) tensor already is."""
+    t = _canonical_strides(t)
     height, width = t.shape[-2:]
     if t.stride(-1) == 1 and t.stride(-2) == width and \
             t.stride(-3) == height * width:
         return t
-    return t.contiguous()
+    return _canonical_strides(t.contiguous())
 
 
 def _same_strides(q: Tensor, k: Tensor, v: Tensor):
     q, k, v = _planes(q), _planes(k), _planes(v)
     if not (q.stride()[:2] == k.stride()[:2] == v.stride()[:2]):
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        q, k, v = (_canonical_strides(t.contiguous()) for t in (q, k, v))
     return q, k, v
 
 

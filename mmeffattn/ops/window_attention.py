@@ -109,8 +109,13 @@ def window_attention2d(q: Tensor, k: Tensor, v: Tensor, window_size: int,
         neg = torch.zeros(valid.shape, dtype=q.dtype, device=q.device)
         neg = neg.masked_fill(~valid, float('-inf'))
         mask = neg if mask is None else mask + neg
-    out = F.scaled_dot_product_attention(qw, kw, vw, attn_mask=mask,
-                                         scale=scale)
+    # windows into the batch: 4-D SDPA (what the ONNX exporter supports)
+    num_windows = qw.shape[1]
+    if mask is not None and mask.dim() == 4:               # per window
+        mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
+    out = F.scaled_dot_product_attention(
+        qw.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1),
+        attn_mask=mask, scale=scale).unflatten(0, (b, num_windows))
     out = out.transpose(2, 3).flatten(-2)                  # (B,nW,w*w,C)
     return window_merge(out, ws, h, w, hp, wp)
 

@@ -40,7 +40,7 @@ def test_low_precision_no_nan(dtype):
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(num_refs=10), 'perfect square'),
-    (dict(num_iters=0), 'num_iters=0 must be >= 1'),
+    (dict(num_iters=0), 'num_iters=0 is invalid; it must be an int >= 1'),
     (dict(num_heads=3), 'divisible'),
     (dict(feature_map='rff'), 'feature_map'),
 ])

@@ -57,14 +57,33 @@ IMPLS = ['cpp', 'halo']
 @pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('border', ['zero', 'mask'])
 @pytest.mark.parametrize('shape,kernel_size,block', CASES)
-def test_matches_brute_force(shape, kernel_size, block, border, impl):
+def test_matches_brute_force(shape, kernel_size, block, border, impl,
+                             device):
+    if impl == 'cpp' and device != 'cpu':
+        pytest.skip('the C++ kernel is the CPU path')
     inputs = make_inputs(shape, kernel_size)
     ref = brute_force(*inputs, kernel_size, border)
-    out = local_attention2d(*inputs, kernel_size, border, block_size=block,
-                            impl=impl)
-    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
-    unf = local_attention2d_unfold(*inputs, kernel_size, border)
-    torch.testing.assert_close(unf, ref, atol=1e-10, rtol=1e-10)
+    on_device = [t.to(device) for t in inputs]
+    out = local_attention2d(*on_device, kernel_size, border,
+                            block_size=block, impl=impl)
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-10, rtol=1e-10)
+    unf = local_attention2d_unfold(*on_device, kernel_size, border)
+    torch.testing.assert_close(unf.cpu(), ref, atol=1e-10, rtol=1e-10)
+
+
+def test_cpp_accepts_a_1x1_map():
+    """Size-1 dimensions have arbitrary strides: a contiguous 1x1 map (and
+    1-row, 1-column maps) go through the C++ kernel."""
+    for shape in [(1, 2, 1, 1, 4), (2, 1, 1, 5, 2), (1, 3, 4, 1, 2)]:
+        inputs = make_inputs(shape, 3)
+        ref = brute_force(*inputs, 3, 'zero')
+        out = local_attention2d(*inputs, 3, impl='cpp')
+        torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
+    qkv = torch.randn(1, 12, 1, 1, dtype=torch.float64)
+    rel = torch.randn(3, 1, dtype=torch.float64)
+    out = local_attention2d_qkv(qkv, 2, rel, rel, 3, impl='cpp')
+    ref = local_attention2d_qkv(qkv, 2, rel, rel, 3, impl='halo')
+    torch.testing.assert_close(out, ref)
 
 
 @pytest.mark.parametrize('impl', IMPLS)
@@ -101,9 +120,10 @@ def test_cpp_and_halo_agree_on_gradients(border):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_recompute_backward_equals_plain_autograd():
-    inputs = [t.requires_grad_() for t in make_inputs((2, 2, 7, 9, 4), 5)]
-    grad = torch.randn(2, 2, 7, 9, 4, dtype=torch.float64)
+def test_recompute_backward_equals_plain_autograd(device):
+    inputs = [t.to(device).requires_grad_()
+              for t in make_inputs((2, 2, 7, 9, 4), 5)]
+    grad = torch.randn(2, 2, 7, 9, 4, dtype=torch.float64, device=device)
     g1 = torch.autograd.grad(local_attention2d(*inputs, 5, 'mask'), inputs,
                              grad)
     g2 = torch.autograd.grad(local_attention2d_forward(*inputs, 5, 'mask'),

@@ -96,16 +96,17 @@ def test_mask_excludes_padding_tokens():
                                                  ((7, 4), 3, True),
                                                  ((3, 2), 4, True)])
 def test_fused_transport_equals_log_domain_with_gradients(hw, num_iters,
-                                                          masked):
+                                                          masked, device):
     """The fused function (hand-written backward, saves only the kernels)
     gives the log-domain autograd path's outputs and gradients."""
-    psi_q, psi_k, v, refs, pos = inputs(*hw)
+    psi_q, psi_k, v, refs, pos = (t.to(device) for t in inputs(*hw))
     mask = None
     if masked:
-        mask = torch.ones(2, hw[0] * hw[1], dtype=torch.bool)
+        mask = torch.ones(2, hw[0] * hw[1], dtype=torch.bool, device=device)
         mask[0, -2:] = False
     weight = torch.randn(2, 2, hw[0] * hw[1], 4, dtype=torch.float64,
-                         generator=torch.Generator().manual_seed(1))
+                         generator=torch.Generator().manual_seed(1)).to(
+                             device)
     results = []
     for sinkhorn in ('log', 'scaling'):
         args = [t.clone().requires_grad_() for t in (psi_q, psi_k, v, refs,

@@ -28,15 +28,15 @@ def brute_force_sinkhorn(log_kernel, a, b, iters, last):
 
 @pytest.mark.parametrize('solve', SOLVERS)
 @pytest.mark.parametrize('last', ['row', 'col'])
-def test_matches_scaling_domain(last, solve):
+def test_matches_scaling_domain(last, solve, device):
     torch.manual_seed(0)
     logk = torch.randn(3, 17, 5, dtype=torch.float64)
     a = torch.rand(3, 17, dtype=torch.float64) + 0.1
     a = a / a.sum(-1, keepdim=True)
     b = torch.full((3, 5), 0.2, dtype=torch.float64)
-    plan = solve(logk, 7, a, b, last=last)
+    plan = solve(logk.to(device), 7, a.to(device), b.to(device), last=last)
     ref = brute_force_sinkhorn(logk, a, b, 7, last)
-    torch.testing.assert_close(plan, ref)
+    torch.testing.assert_close(plan.cpu(), ref)
 
 
 @pytest.mark.parametrize('solve', SOLVERS)

@@ -41,7 +41,7 @@ def brute_force(q, k, v, ws, table, heads):
     (3, 2, 5, 1),      # window larger than the map
     (5, 11, 3, 3),     # odd sizes
 ])
-def test_equals_per_window_loop(h, w, ws, heads):
+def test_equals_per_window_loop(h, w, ws, heads, device):
     g = torch.Generator().manual_seed(h * 100 + w)
     q, k = (torch.randn(2, heads * 4, h, w, generator=g, dtype=torch.float64)
             for _ in range(2))
@@ -49,8 +49,11 @@ def test_equals_per_window_loop(h, w, ws, heads):
     table = torch.randn(2 * ws - 1, 2 * ws - 1, generator=g,
                         dtype=torch.float64)
     for t in (table, None):
-        out = window_attention2d(q, k, v, ws, t, heads)
-        torch.testing.assert_close(out, brute_force(q, k, v, ws, t, heads),
+        out = window_attention2d(q.to(device), k.to(device), v.to(device),
+                                 ws, None if t is None else t.to(device),
+                                 heads)
+        torch.testing.assert_close(out.cpu(),
+                                   brute_force(q, k, v, ws, t, heads),
                                    atol=1e-10, rtol=1e-10)
 
 

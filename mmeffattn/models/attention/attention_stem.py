@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from mmeffattn.models.utils.backbone import check_int
 from mmeffattn.ops.attention_stem import (FUSED_BLOCKS,
                                           attention_stem_bn_relu_pool)
 from mmeffattn.ops.export import is_exporting
@@ -41,6 +42,12 @@ class AttentionStem(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg)
         from mmcv.cnn import build_norm_layer
+        for name, value in dict(in_channels=in_channels,
+                                out_channels=out_channels,
+                                num_heads=num_heads,
+                                num_mixtures=num_mixtures,
+                                block=block).items():
+            check_int('AttentionStem', name, value)
         if out_channels % (2 * num_heads):
             raise ValueError(f'out_channels={out_channels} must be divisible '
                              f'by 2 * num_heads={2 * num_heads}')

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import build_dropout
 from mmengine.model import BaseModule
 
+from mmeffattn.models.utils.backbone import check_int
 from mmeffattn.registry import MODELS
 
 
@@ -70,7 +71,8 @@ class LinearAngularAttention(BaseModule):
     Args:
         embed_dims (int): C.
         num_heads (int): h; C divisible by h.
-        qkv_bias (bool): bias of the qkv projection. Defaults to True.
+        qkv_bias (bool): bias of the qkv projection. Defaults to False
+            (the official default).
         dconv_kernel (int): taps of the sequence convolution. Defaults to 9.
         aux_threshold (float): softmax entries kept by the auxiliary mask
             (the released code's 0.02). Defaults to 0.02.
@@ -85,7 +87,7 @@ class LinearAngularAttention(BaseModule):
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
-                 qkv_bias: bool = True,
+                 qkv_bias: bool = False,
                  dconv_kernel: int = 9,
                  aux_threshold: float = 0.02,
                  aux_weight: float = 0.0,
@@ -93,6 +95,10 @@ class LinearAngularAttention(BaseModule):
                  dropout_layer: Optional[dict] = None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        check_int('LinearAngularAttention', 'embed_dims', embed_dims)
+        check_int('LinearAngularAttention', 'num_heads', num_heads)
+        check_int('LinearAngularAttention', 'dconv_kernel', dconv_kernel,
+                  odd=True)
         if embed_dims % num_heads:
             raise ValueError(f'LinearAngularAttention: embed_dims '
                              f'{embed_dims} is not divisible by num_heads '

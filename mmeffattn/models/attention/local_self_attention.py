@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from mmeffattn.models.utils.backbone import check_int
 from mmeffattn.ops import local_attention2d_qkv
 from mmeffattn.registry import MODELS
 
@@ -38,8 +39,8 @@ class LocalSelfAttention2d(BaseModule):
     Args:
         in_channels (int): C_in.
         out_channels (int): C_out, divisible by ``2 * num_heads``.
-        kernel_size (int): odd window size k. Defaults to 7.
-        num_heads (int): Defaults to 8.
+        kernel_size (int): odd window size k in [1, 63]. Defaults to 7.
+        num_heads (int): heads, >= 1. Defaults to 8.
         stride (int): 1 or 2. Defaults to 1.
         border (str): ``'zero'`` or ``'mask'``. Defaults to ``'zero'``.
         scale (float | str, optional): logit scale; None = 1 as in the paper,
@@ -68,6 +69,12 @@ class LocalSelfAttention2d(BaseModule):
                  rel_init_std: float = 0.02,
                  init_cfg=None):
         super().__init__(init_cfg)
+        owner = 'LocalSelfAttention2d'
+        check_int(owner, 'in_channels', in_channels)
+        check_int(owner, 'out_channels', out_channels)
+        check_int(owner, 'kernel_size', kernel_size, 1, 63, odd=True)
+        check_int(owner, 'num_heads', num_heads)
+        check_int(owner, 'block_size', block_size)
         if out_channels % (2 * num_heads):
             raise ValueError(f'out_channels={out_channels} must be divisible '
                              f'by 2 * num_heads={2 * num_heads}')

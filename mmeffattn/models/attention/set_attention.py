@@ -12,6 +12,8 @@ from mmeffattn.ops.set_transport import set_attention_nystrom
 from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
                            nystrom_features, set_attention,
                            squared_distances)
+from mmeffattn.models.utils.backbone import (check_divisible, check_int,
+                                             check_number, check_square)
 from mmeffattn.registry import MODELS
 
 FEATURE_MAPS = ('nystrom', 'linear')
@@ -68,15 +70,18 @@ class SeTAttention(BaseModule):
                  qkv_chunk_bytes: int = 8 << 20,
                  init_cfg=None):
         super().__init__(init_cfg)
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims={embed_dims} is not divisible by '
-                             f'num_heads={num_heads}')
-        side = math.isqrt(num_refs)
-        if side * side != num_refs:
-            raise ValueError(f'num_refs={num_refs} must be a perfect square')
-        if num_iters < 1:
-            raise ValueError(f'num_iters={num_iters} must be >= 1 (Sinkhorn '
-                             'iterations)')
+        owner = 'SeTAttention'
+        check_int(owner, 'embed_dims', embed_dims)
+        check_int(owner, 'num_heads', num_heads)
+        check_divisible(owner, 'embed_dims', embed_dims, 'num_heads',
+                        num_heads)
+        side = math.isqrt(check_square(owner, 'num_refs', num_refs))
+        check_int(owner, 'num_iters', num_iters)
+        check_number(owner, 'ot_eps', ot_eps, 0, low_open=True)
+        check_number(owner, 'kernel_sigma', kernel_sigma, 0, low_open=True)
+        if num_anchors is not None:
+            check_int(owner, 'num_anchors', num_anchors)
+        check_int(owner, 'qkv_chunk_bytes', qkv_chunk_bytes, 0)
         if feature_map not in FEATURE_MAPS:
             raise ValueError(f'feature_map must be one of {FEATURE_MAPS}, '
                              f'got {feature_map!r}')

@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from mmeffattn.models.utils.backbone import check_int
 from mmeffattn.ops.window_attention import window_attention2d
 from mmeffattn.registry import MODELS
 
@@ -31,8 +32,11 @@ class WindowSelfAttention2d(BaseModule):
                  num_heads: int = 8, head_dim: int = 64,
                  window_size: int = 7, init_cfg=None):
         super().__init__(init_cfg)
-        if window_size < 1:
-            raise ValueError(f'window_size must be >= 1, got {window_size}')
+        for name, value in dict(in_channels=in_channels,
+                                out_channels=out_channels,
+                                num_heads=num_heads, head_dim=head_dim,
+                                window_size=window_size).items():
+            check_int('WindowSelfAttention2d', name, value)
         inner = num_heads * head_dim
         self.num_heads, self.window_size = num_heads, window_size
         self.q = nn.Conv2d(in_channels, inner, 1, bias=False)

@@ -8,7 +8,9 @@ from mmengine.model import BaseModule, Sequential
 
 from mmeffattn.models.attention.window_self_attention import \
     WindowSelfAttention2d
-from mmeffattn.models.utils import EffAttnBackbone
+from mmeffattn.models.utils import (EffAttnBackbone, check_frozen_stages,
+                                    check_int, check_number,
+                                    check_out_indices)
 from mmeffattn.registry import MODELS
 
 
@@ -99,12 +101,22 @@ class AlterNet(EffAttnBackbone):
         out_indices (Sequence[int]): stages to output. Defaults to (3, ).
             Each output goes through its own BN-ReLU (the network is
             pre-activation: the last one is the classifier's BN-ReLU).
-        frozen_stages (int): stages (and stem, for >= 0) to freeze; -1: none.
+        frozen_stages (int): as mmpretrain's ResNet: -1 nothing frozen, 0
+            the stem, ``k`` in [1, 4] the stem and ``layer1`` ..
+            ``layer{k}`` (with their output BN-ReLUs). Defaults to -1.
         norm_eval (bool): keep BN layers in eval mode while training.
 
     Shapes:
         x: (B, 3, H, W) -> tuple of (B, 4 * base * 2**i, H / 2**(i+2),
         W / 2**(i+2)) for i in ``out_indices``.
+
+    Example:
+        >>> import torch
+        >>> from mmeffattn.models import AlterNet
+        >>> model = AlterNet(base_channels=8, head_dim=8, window_size=4,
+        ...                  out_indices=(0, -1)).eval()
+        >>> [tuple(o.shape) for o in model(torch.rand(1, 3, 64, 64))]
+        [(1, 32, 16, 16), (1, 256, 2, 2)]
     """
     arch_settings = {
         50: dict(blocks=(3, 4, 6, 4), msa_blocks=(0, 1, 3, 2)),
@@ -135,9 +147,16 @@ class AlterNet(EffAttnBackbone):
         num_heads = tuple(num_heads or self.default_heads)
         if len(num_heads) != 4:
             raise ValueError(f'num_heads needs 4 entries, got {num_heads}')
-        out_indices = tuple(i + 4 if i < 0 else i for i in out_indices)
-        if any(i not in range(4) for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range(4)')
+        owner = 'AlterNet'
+        check_int(owner, 'in_channels', in_channels)
+        check_int(owner, 'base_channels', base_channels)
+        check_int(owner, 'window_size', window_size)
+        check_int(owner, 'head_dim', head_dim)
+        for i, heads in enumerate(num_heads):
+            check_int(owner, f'num_heads[{i}]', heads)
+        check_number(owner, 'drop_path_rate', drop_path_rate, 0, 1)
+        out_indices = check_out_indices(owner, out_indices, 4)
+        check_frozen_stages(owner, frozen_stages, 4)
         arch = self.arch_settings[depth]
         self.depth, self.out_indices = depth, out_indices
         self.in_channels, self.window_size = in_channels, window_size

@@ -3,6 +3,8 @@ import numpy as np
 
 from mmpretrain.models.backbones import VisionTransformer
 
+from mmeffattn.models.utils import (check_int, check_number,
+                                    check_vit_input, set_vit_stages)
 from mmeffattn.registry import MODELS
 from ..attention.linear_angular_attention import LinearAngularAttention
 
@@ -22,13 +24,23 @@ class CastlingViT(VisionTransformer):
             or any :class:`VisionTransformer` arch. Defaults to
             ``'deit-small'``.
         dconv_kernel (int): taps of the depthwise sequence convolution over
-            v. Defaults to 9.
+            v, an odd int >= 1. Defaults to 9.
         aux_threshold (float): mask threshold of the training-only masked
             softmax branch. Defaults to 0.02.
         **kwargs: :class:`VisionTransformer`'s arguments.
 
     Shapes:
-        x: (B, 3, H, W) -> tuple per ``out_indices`` (``out_type``).
+        x: (B, 3, H, W) with H, W >= the patch size -> tuple per
+        ``out_indices`` (``out_type``).
+
+    Example:
+        >>> import torch
+        >>> from mmeffattn.models import CastlingViT
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2,
+        ...             feedforward_channels=64)
+        >>> model = CastlingViT(arch, img_size=32, patch_size=8)
+        >>> tuple(model(torch.rand(1, 3, 32, 32))[0].shape)
+        (1, 32)
     """
 
     def __init__(self, arch='deit-small', dconv_kernel: int = 9,
@@ -43,6 +55,10 @@ class CastlingViT(VisionTransformer):
             layer.attn = LinearAngularAttention(
                 embed_dims=self.embed_dims,
                 num_heads=self.arch_settings['num_heads'],
+        check_int('CastlingViT', 'dconv_kernel', dconv_kernel, odd=True)
+        check_number('CastlingViT', 'aux_threshold', aux_threshold, 0, 1)
+        out_indices = kwargs.pop('out_indices', -1)
+        frozen_stages = kwargs.pop('frozen_stages', -1)
                 qkv_bias=kwargs.get('qkv_bias', True),
                 dconv_kernel=dconv_kernel,
                 aux_threshold=aux_threshold,
@@ -52,3 +68,10 @@ class CastlingViT(VisionTransformer):
     def attention_modules(self):
         """The :class:`LinearAngularAttention` of every layer."""
         return [layer.attn for layer in self.layers]
+        # after the attention swap, so that frozen layers stay frozen
+        set_vit_stages(self, out_indices, frozen_stages)
+
+    def forward(self, x):
+        """(B, 3, H, W), H, W >= the patch size -> as upstream."""
+        check_vit_input(self, x)
+        return super().forward(x)

@@ -5,7 +5,9 @@ import torch.nn as nn
 from mmengine.model import BaseModule, Sequential
 
 from mmeffattn.models.attention import AttentionStem, LocalSelfAttention2d
-from mmeffattn.models.utils import EffAttnBackbone
+from mmeffattn.models.utils import (EffAttnBackbone, check_divisible,
+                                    check_frozen_stages, check_int,
+                                    check_out_indices)
 from mmeffattn.ops.local_attention import IMPLS
 from mmeffattn.registry import MODELS
 
@@ -52,26 +54,53 @@ class SASAResNet(EffAttnBackbone):
 
     Args:
         depth (int): 26, 38 or 50 (bottleneck layers [1,2,4,1], [2,3,5,2],
-            [3,4,6,3]).
+            [3,4,6,3]). Defaults to 50.
         stem (str): ``'attention'`` (spatially-aware attention stem) or
-            ``'conv'`` (ResNet 7x7 conv stem + max pool).
+            ``'conv'`` (ResNet 7x7 conv stem + max pool). Defaults to
+            ``'attention'``.
         attention_stages (Sequence[bool]): which of the 4 stages use SASA in
             place of 3x3 convs (the paper's placement ablation, Table 3).
-        base_channels (int): stem width; stage widths are 256, 512, 1024,
-            2048 times ``base_channels / 64``. Defaults to 64.
-        kernel_size, num_heads, border: of every SASA layer (7, 8, 'zero').
+            Defaults to ``(True, True, True, True)``.
+        in_channels (int): input channels, >= 1. Defaults to 3.
+        base_channels (int): stem width, divisible by ``2 * num_heads`` and
+            by ``2 * stem_heads``; stage widths are 256, 512, 1024, 2048
+            times ``base_channels / 64``. Defaults to 64.
+        kernel_size (int): window of every SASA layer, odd, in [1, 63].
+            Defaults to 7.
+        num_heads (int): heads of every SASA layer, >= 1. Defaults to 8.
+        border (str): ``'zero'`` or ``'mask'`` padding of the SASA windows.
+            Defaults to ``'zero'``.
         attn_scale (float | str, optional): logit scale of every SASA layer;
-            None (paper) or ``'head_dim'`` (1/sqrt(d)).
+            None (paper) or ``'head_dim'`` (1/sqrt(d)). Defaults to None.
         impl (str): op implementation of every SASA layer: ``'auto'`` (the
             C++ kernel on CPU, the halo GEMMs on GPU), ``'cpp'`` or
             ``'halo'``. Defaults to ``'auto'``.
-        out_indices (Sequence[int]): stages to output. Defaults to (3, ).
-        frozen_stages (int): stages (and stem, for >=0) to freeze; -1: none.
-        norm_eval (bool): keep BN layers in eval mode while training.
+        stem_heads (int): heads of the attention stem, >= 1. Defaults to 4.
+        stem_mixtures (int): value mixtures of the attention stem, >= 1.
+            Defaults to 4.
+        out_indices (int | Sequence[int]): stages to output, in [-4, 3]
+            (negative: from the last, as mmpretrain). Defaults to ``(3, )``.
+        frozen_stages (int): as mmpretrain's ResNet: -1 nothing frozen, 0
+            the stem, ``k`` in [1, 4] the stem and ``layer1`` ..
+            ``layer{k}``. Defaults to -1.
+        norm_cfg (dict): norm of the stem and bottlenecks. Defaults to
+            ``dict(type='BN', requires_grad=True)``.
+        norm_eval (bool): keep the batch norms in eval mode while training.
+            Defaults to False.
+        init_cfg (dict | list, optional): initialisation; ``Pretrained``
+            with ``prefix='backbone.'`` loads a classifier's backbone.
 
     Shapes:
         x: (B, 3, H, W) -> tuple of (B, 256 * 2**i * base/64, H / 2**(i+2),
         W / 2**(i+2)) for i in ``out_indices``.
+
+    Example:
+        >>> import torch
+        >>> from mmeffattn.models import SASAResNet
+        >>> model = SASAResNet(depth=26, base_channels=16, num_heads=4,
+        ...                    kernel_size=5, out_indices=(0, -1)).eval()
+        >>> [tuple(o.shape) for o in model(torch.rand(1, 3, 64, 64))]
+        [(1, 64, 16, 16), (1, 512, 2, 2)]
     """
     arch_settings = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3)}
 
@@ -102,14 +131,28 @@ class SASAResNet(EffAttnBackbone):
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for SASAResNet; choose '
                            f'from {sorted(self.arch_settings)}')
-        if stem not in ('attention', 'conv'):
-            raise ValueError(f"stem must be 'attention' or 'conv', got {stem!r}")
+        owner = 'SASAResNet'
         if len(attention_stages) != 4:
             raise ValueError('attention_stages needs 4 entries, got '
                              f'{attention_stages}')
-        out_indices = tuple(i % 4 for i in out_indices)
-        if any(i not in range(4) for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range(4)')
+        check_int(owner, 'in_channels', in_channels)
+        check_int(owner, 'base_channels', base_channels)
+        check_int(owner, 'kernel_size', kernel_size, 1, 63, odd=True)
+        check_int(owner, 'num_heads', num_heads)
+        check_int(owner, 'stem_heads', stem_heads)
+        check_int(owner, 'stem_mixtures', stem_mixtures)
+        for i, attn in enumerate(attention_stages):
+            if attn:  # the SASA width of stage i is base_channels * 2**i
+                check_divisible(owner, f'base_channels * {2**i}',
+                                base_channels * 2**i, '2 * num_heads',
+                                2 * num_heads)
+        if stem == 'attention':
+            check_divisible(owner, 'base_channels', base_channels,
+                            '2 * stem_heads', 2 * stem_heads)
+        if stem not in ('attention', 'conv'):
+            raise ValueError(f"stem must be 'attention' or 'conv', got {stem!r}")
+        out_indices = check_out_indices(owner, out_indices, 4)
+        check_frozen_stages(owner, frozen_stages, 4)
         self.depth, self.out_indices = depth, out_indices
         self.in_channels = in_channels
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval

@@ -8,7 +8,10 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 
 from mmeffattn.models.attention import SeTAttention
-from mmeffattn.models.utils import EffAttnBackbone
+from mmeffattn.models.utils import (EffAttnBackbone, check_divisible,
+                                    check_frozen_stages, check_int,
+                                    check_number, check_out_indices,
+                                    check_square)
 from mmeffattn.registry import MODELS
 
 
@@ -70,17 +73,43 @@ class SeTformer(EffAttnBackbone):
 
     Args:
         arch (str | dict): ``'tiny'|'small'|'base'`` (or ``t/s/b``), or a dict
-            with ``embed_dims``, ``depths``, ``num_heads``, ``mlp_ratio``.
-        in_channels (int): Defaults to 3.
-        num_refs, num_iters, ot_eps, feature_map, pos_penalty: SeT options.
-        drop_path_rate (float): stochastic depth, linear over all blocks.
-        out_indices (Sequence[int]): stages to output. Defaults to (3, ).
-        frozen_stages (int): freeze the stem and stages ``<= frozen_stages``.
-        norm_eval (bool): put norm layers in eval mode while training.
-        with_cp (bool): gradient checkpointing per block.
+            with ``embed_dims`` (even int >= 2), ``depths`` (4 ints >= 1),
+            ``num_heads`` (4 ints >= 1, each dividing its stage width
+            ``embed_dims * 2**i``) and ``mlp_ratio`` (> 0). Defaults to
+            ``'tiny'``.
+        in_channels (int): input channels, >= 1. Defaults to 3.
+        num_refs (int): SeT references per head, a perfect square >= 1.
+            Defaults to 49.
+        num_iters (int): Sinkhorn iterations, >= 1. Defaults to 3.
+        ot_eps (float): entropic regularisation, > 0. Defaults to 0.5.
+        feature_map (str): ``'nystrom'`` or ``'linear'``. Defaults to
+            ``'nystrom'``.
+        pos_penalty (bool): SeT's positional penalty. Defaults to True.
+        drop_path_rate (float): stochastic depth in [0, 1], linear over all
+            blocks. Defaults to 0.1.
+        out_indices (int | Sequence[int]): stages to output, in [-4, 3]
+            (negative: from the last, as mmpretrain). Defaults to ``(3, )``.
+        frozen_stages (int): as mmpretrain's Swin: -1 nothing frozen, ``k``
+            in [0, 3] the stem and stages 0 .. k (with their output norms
+            and the downsampling after them). Defaults to -1.
+        norm_eval (bool): keep batch norms (if ``norm_cfg`` makes any) in
+            eval mode while training. Defaults to False.
+        with_cp (bool): gradient checkpointing per block. Defaults to False.
+        norm_cfg (dict): norm of the tokens. Defaults to ``dict(type='LN')``.
+        init_cfg (dict | list, optional): initialisation; ``Pretrained``
+            with ``prefix='backbone.'`` loads a classifier's backbone.
 
     Shapes:
         x: (B, 3, H, W) -> tuple of (B, C_i, H / 2**(i+2), W / 2**(i+2)).
+
+    Example:
+        >>> import torch
+        >>> from mmeffattn.models import SeTformer
+        >>> arch = dict(embed_dims=16, depths=[1, 1, 1, 1],
+        ...             num_heads=[1, 2, 4, 8], mlp_ratio=2)
+        >>> model = SeTformer(arch, num_refs=4, out_indices=(0, -1)).eval()
+        >>> [tuple(o.shape) for o in model(torch.rand(1, 3, 64, 64))]
+        [(1, 16, 16, 16), (1, 128, 2, 2)]
     """
     arch_zoo = {
         **dict.fromkeys(['t', 'tiny'], dict(
@@ -124,7 +153,25 @@ class SeTformer(EffAttnBackbone):
         depths, heads = list(arch['depths']), list(arch['num_heads'])
         if len(depths) != 4 or len(heads) != 4:
             raise ValueError('depths and num_heads need 4 stages')
-        out_indices = tuple(i % 4 for i in out_indices)
+        owner = 'SeTformer'
+        check_int(owner, 'in_channels', in_channels)
+        check_int(owner, 'arch.embed_dims', arch['embed_dims'], 2)
+        check_divisible(owner, 'arch.embed_dims', arch['embed_dims'],
+                        'the stem (2 convs)', 2)
+        check_number(owner, 'arch.mlp_ratio', arch['mlp_ratio'], 0,
+                     low_open=True)
+        for i in range(4):
+            check_int(owner, f'arch.depths[{i}]', depths[i])
+            check_int(owner, f'arch.num_heads[{i}]', heads[i])
+            check_divisible(owner, f'stage {i} width embed_dims * {2**i}',
+                            arch['embed_dims'] * 2**i,
+                            f'arch.num_heads[{i}]', heads[i])
+        check_square(owner, 'num_refs', num_refs)
+        check_int(owner, 'num_iters', num_iters)
+        check_number(owner, 'ot_eps', ot_eps, 0, low_open=True)
+        check_number(owner, 'drop_path_rate', drop_path_rate, 0, 1)
+        out_indices = check_out_indices(owner, out_indices, 4)
+        check_frozen_stages(owner, frozen_stages, 3)
         self.out_indices, self.frozen_stages = out_indices, frozen_stages
         self.norm_eval = norm_eval
         self.in_channels = in_channels

@@ -8,6 +8,7 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.utils import resize_pos_embed
 
 from mmeffattn.ops import bipartite_soft_matching, merge_schedule, merge_wavg
+from mmeffattn.models.utils import check_vit_input, set_vit_stages
 from mmeffattn.registry import MODELS
 from ..attention.proportional_attention import ProportionalMultiheadAttention
 
@@ -56,10 +57,24 @@ class ToMeVisionTransformer(VisionTransformer):
             the ViT and DeiT archs). ``out_type`` ``'cls_token'`` or
             ``'avg_featmap'`` (size-weighted mean of the tokens) when
             merging; ``'featmap'`` and ``'raw'`` need the token grid, which
-            merging destroys, and raise.
+            merging destroys, and raise. ``out_indices`` and
+            ``frozen_stages`` keep upstream's meanings (a stage is a layer:
+            ``out_indices`` in ``[-num_layers, num_layers - 1]``,
+            ``frozen_stages`` in ``[-1, num_layers]``), checked at build.
 
     Shapes:
-        x: (B, C, H, W) -> tuple of (B, embed_dims) per ``out_indices``.
+        x: (B, C, H, W), H, W >= the patch size -> tuple of
+        (B, embed_dims) per ``out_indices``.
+
+    Example:
+        >>> import torch
+        >>> from mmeffattn.models import ToMeVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2,
+        ...             feedforward_channels=64)
+        >>> model = ToMeVisionTransformer(tome_r=2, arch=arch, img_size=32,
+        ...                               patch_size=8)
+        >>> tuple(model(torch.rand(1, 3, 32, 32))[0].shape)
+        (1, 32)
     """
 
     #: output types that need the tokens' spatial order
@@ -67,7 +82,10 @@ class ToMeVisionTransformer(VisionTransformer):
 
     def __init__(self, tome_r: Union[int, Sequence] = 0,
                  prop_attn: bool = True, **kwargs):
+        out_indices = kwargs.pop('out_indices', -1)
+        frozen_stages = kwargs.pop('frozen_stages', -1)
         super().__init__(**kwargs)
+        set_vit_stages(self, out_indices, frozen_stages)
         # the same modules, with forwards that carry sizes and merge
         for layer in self.layers:
             layer.__class__ = ToMeTransformerEncoderLayer
@@ -91,6 +109,7 @@ class ToMeVisionTransformer(VisionTransformer):
         self._tome_r, self.merge_per_layer = value, schedule
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        check_vit_input(self, x)
         batch = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
         if self.cls_token is not None:

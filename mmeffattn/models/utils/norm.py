@@ -1,11 +1,13 @@
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
+#: the norms ``norm_eval`` acts on: those with running statistics
+NORMS = (_BatchNorm, )
 
 
 def eval_norms(module: nn.Module) -> None:
-    """Put every norm layer of ``module`` in eval mode (``norm_eval=True``)."""
+    """Put every batch norm of ``module`` in eval mode (``norm_eval=True``,
+    as mmpretrain's ResNet); LayerNorm and GroupNorm are left alone."""
     for m in module.modules():
         if isinstance(m, NORMS):
             m.eval()

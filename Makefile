@@ -9,7 +9,7 @@ DATA ?= data/demo
 DEMO_CFG ?= configs/demo/sasa-r26-demo_1xb64-20e_digits.py
 DEMO_DIR ?= work_dirs/demo
 
-.PHONY: env data demo demo-all test benchmark clean
+.PHONY: env data demo demo-all test lint benchmark clean
 
 env:
 	bash scripts/setup_env.sh
@@ -36,6 +36,10 @@ demo-all: demo
 
 test: env
 	$(PY) -m pytest tests -q -ra --durations=15
+
+# flake8, isort and codespell as local pre-commit hooks (.pre-commit-config.yaml)
+lint: env
+	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 # writes work_dirs/benchmarks (never over the committed reference run in docs/benchmarks)
 benchmark: env

@@ -33,7 +33,7 @@ if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2
 fi
 echo "[setup] toolboxes"
 $PIP install -q $C -r requirements/toolboxes.txt -r requirements/tests.txt \
-  -r requirements/optional.txt
+  -r requirements/optional.txt -r requirements/lint.txt
 echo "[setup] mmeffattn (editable)"
 $PIP install -q $C --no-build-isolation --no-deps -e .
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmeffattn, torch; print('[setup] ok: torch', torch.__version__, 'mmcv', mmcv.__version__)"

@@ -14,8 +14,12 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401
+from mmeffattn.utils.checkpoint import (add_trust_argument,  # noqa: E402
+                                        load_checkpoint_file,
+                                        load_state_dict_checked,
+                                        trusted_checkpoints)
 from mmeffattn.utils.launch import (check_config, load_config,  # noqa
-                                    setup_cpu_distributed)
+                                    setup_cpu_distributed, work_dir_run)
 
 VIS_HOOKS = dict(mmdet='DetVisualizationHook', mmseg='SegVisualizationHook',
                  mmpretrain='VisualizationHook')
@@ -40,6 +44,10 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (tta_model/tta_pipeline '
                         'of the config)')
+    add_trust_argument(parser)
+    parser.add_argument('--non-strict', action='store_true',
+                        help='evaluate a checkpoint whose keys do not match '
+                        'the model (missing ones keep their initialisation)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -124,17 +132,36 @@ def _dump_metric(cfg, out):
     return dict(type='mmengine.DumpResults', out_file_path=out)
 
 
+def check_checkpoint(model, cfg, args) -> None:
+    """Before anything is written: the checkpoint loads under the trust rule
+    (inside the work_dir, or ``--trust-checkpoint``), matches its sha256
+    name, and, unless ``--non-strict``, matches the model key for key."""
+    with trusted_checkpoints(cfg.work_dir):
+        ckpt = load_checkpoint_file(args.checkpoint,
+                                    trust=args.trust_checkpoint)
+    if not args.non_strict:
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
+            else ckpt
+        load_state_dict_checked(
+            model, state, args.checkpoint,
+            hint='Pass --non-strict to evaluate it anyway.')
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
-    check_config(cfg)
+    model = check_config(cfg)
+    check_checkpoint(model, cfg, args)
+    del model
     setup_cpu_distributed(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
-        RUNNERS.build(cfg)
-    if args.out:
-        runner.test_evaluator.metrics.append(
-            runner.build_evaluator(_dump_metric(cfg, args.out)).metrics[0])
-    metrics = runner.test()
+    trusted = args.checkpoint if args.trust_checkpoint else None
+    with work_dir_run(cfg, args.launcher), trusted_checkpoints(trusted):
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
+            RUNNERS.build(cfg)
+        if args.out:
+            runner.test_evaluator.metrics.append(
+                runner.build_evaluator(_dump_metric(cfg, args.out)).metrics[0])
+        metrics = runner.test()
     return metrics
 
 

@@ -16,8 +16,11 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401  (registry + checkpoint policy)
-from mmeffattn.utils.launch import (check_config, load_config,  # noqa
-                                    setup_cpu_distributed)
+from mmeffattn.utils.checkpoint import (add_trust_argument,  # noqa: E402
+                                        trusted_checkpoints)
+from mmeffattn.utils.launch import (check_config, check_run_checkpoint,  # noqa
+                                    load_config, setup_cpu_distributed,
+                                    use_atomic_checkpoints, work_dir_run)
 
 
 def parse_args(argv=None):
@@ -34,6 +37,7 @@ def parse_args(argv=None):
         'the work_dir if no path is given')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    add_trust_argument(parser)
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -66,15 +70,22 @@ def build_cfg(args) -> Config:
 
 
 def main(argv=None):
+    """Checks (config, data, model, the checkpoint to start from) run before
+    the work_dir is created; the run then holds the work_dir's lock, and a
+    failed start removes the folders it made."""
     args = parse_args(argv)
     cfg = build_cfg(args)
     check_config(cfg)
+    check_run_checkpoint(cfg, trust=args.trust_checkpoint)
+    use_atomic_checkpoints(cfg)
     setup_cpu_distributed(cfg, args.launcher)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    trusted = cfg.load_from if args.trust_checkpoint else None
+    with work_dir_run(cfg, args.launcher), trusted_checkpoints(trusted):
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+        runner.train()
     return runner
 
 

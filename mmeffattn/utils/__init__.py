@@ -1,5 +1,8 @@
-from .checkpoint import (CheckpointError, load_checkpoint_file,
-                         register_checkpoint_policy, trusted_checkpoints)
+from .checkpoint import (TRUST_FLAG, CheckpointError, add_trust_argument,
+                         load_checkpoint_file, load_state_dict_checked,
+                         register_checkpoint_policy, trusted_checkpoints,
+                         verify_hash)
 
-__all__ = ['CheckpointError', 'load_checkpoint_file',
-           'register_checkpoint_policy', 'trusted_checkpoints']
+__all__ = ['TRUST_FLAG', 'CheckpointError', 'add_trust_argument',
+           'load_checkpoint_file', 'load_state_dict_checked',
+           'register_checkpoint_policy', 'trusted_checkpoints', 'verify_hash']

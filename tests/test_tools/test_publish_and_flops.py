@@ -23,7 +23,7 @@ def trained_cls(demo_cwd, tmp_path_factory):
 def test_publish_then_init_detector_backbone(trained_cls, tmp_path):
     out = run_tool([osp.join(TOOLS, 'model_converters', 'publish_model.py'),
                     trained_cls, str(tmp_path / 'sasa-r26-demo'), '--date',
-                    '20261121'], str(tmp_path))
+                    '20261121', '--trust-checkpoint'], str(tmp_path))
     final = out.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r'.*/sasa-r26-demo_20261121-[0-9a-f]{8}\.pth', final)
     sha = hashlib.sha256(open(final, 'rb').read()).hexdigest()

@@ -22,6 +22,8 @@ def main(argv=None):
     parser.add_argument('--num', type=int, default=4)
     parser.add_argument('--scale', type=int, default=3)
     parser.add_argument('--out', required=True)
+    from mmeffattn.utils.checkpoint import add_trust_argument
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     for path in (args.config, args.checkpoint, args.data_root):
         if not osp.exists(path):
@@ -32,8 +34,13 @@ def main(argv=None):
 
     import mmeffattn  # noqa: F401
     from mmeffattn.datasets.demo_data import SEG_PALETTE
-    inferencer = MMSegInferencer(model=args.config, weights=args.checkpoint,
-                                 device='cpu')
+    from mmeffattn.utils.checkpoint import trusted_checkpoints
+    from mmeffattn.utils.launch import build_checkpoint_model
+    trust = args.trust_checkpoint
+    build_checkpoint_model(args.config, args.checkpoint, trust=trust)  # strict
+    with trusted_checkpoints(args.checkpoint if trust else None):
+        inferencer = MMSegInferencer(model=args.config,
+                                     weights=args.checkpoint, device='cpu')
     palette = np.array(SEG_PALETTE, np.uint8)[:, ::-1]  # BGR
     rows = []
     for n in range(args.num):

@@ -50,6 +50,8 @@ def parse_args(argv=None):
                         help='torch threads (default: torch\'s default)')
     parser.add_argument('--out', default='work_dirs/tome_sweep/tome.png',
                         help='plot path; the JSON goes beside it')
+    from mmeffattn.utils.checkpoint import add_trust_argument
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     if args.label and len(args.label) != len(args.model):
         parser.error(f'{len(args.label)} --label for {len(args.model)} '
@@ -57,7 +59,7 @@ def parse_args(argv=None):
     return args
 
 
-def build_tome_classifier(config, checkpoint):
+def build_tome_classifier(config, checkpoint, trust=False):
     """The config's classifier with a ToMe backbone and the checkpoint's
     weights (strict), in eval mode; and the config."""
     from mmeffattn.utils.launch import build_checkpoint_model
@@ -70,7 +72,7 @@ def build_tome_classifier(config, checkpoint):
             raise ValueError(f'{config}: the backbone is {backbone.type}; '
                              'the ToMe sweep needs a VisionTransformer or a '
                              'ToMeVisionTransformer')
-    return build_checkpoint_model(config, checkpoint, to_tome)
+    return build_checkpoint_model(config, checkpoint, to_tome, trust)
 
 
 def val_batches(cfg):
@@ -154,7 +156,8 @@ def main(argv=None):
     labels = args.label or [osp.splitext(osp.basename(c))[0]
                             for c, _ in args.model]
     for (config, checkpoint), label in zip(args.model, labels):
-        model, cfg = build_tome_classifier(config, checkpoint)
+        model, cfg = build_tome_classifier(config, checkpoint,
+                                           args.trust_checkpoint)
         backbone = model.backbone
         num_tokens = (backbone.patch_resolution[0] *
                       backbone.patch_resolution[1] +

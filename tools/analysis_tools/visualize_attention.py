@@ -37,12 +37,14 @@ def parse_args(argv=None):
                         help='query points as y,x fractions of the image')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detectors: smallest score painted')
+    from mmeffattn.utils.checkpoint import add_trust_argument
+    add_trust_argument(parser)
     return parser.parse_args(argv)
 
 
-def load_model(config, checkpoint):
+def load_model(config, checkpoint, trust=False):
     from mmeffattn.utils.launch import build_checkpoint_model
-    return build_checkpoint_model(config, checkpoint)
+    return build_checkpoint_model(config, checkpoint, trust=trust)
 
 
 def attention_layers(model):
@@ -199,7 +201,9 @@ def main(argv=None):
     args = parse_args(argv)
     import mmeffattn  # noqa: F401
     from mmeffattn.models.attention import SeTAttention
-    model, cfg = load_model(args.config, args.checkpoint)
+    from mmeffattn.utils.checkpoint import trusted_checkpoints
+    model, cfg = load_model(args.config, args.checkpoint,
+                            args.trust_checkpoint)
     layers = dict(attention_layers(model))
     if not layers:
         raise ValueError(f'{args.config}: the model has no SASA or SeT '
@@ -221,8 +225,11 @@ def main(argv=None):
                                  name)
         paths = [path]
     if cfg.get('default_scope') == 'mmdet':
-        path, pred = draw_detections(args.config, args.checkpoint,
-                                     args.image, args.out, args.score_thr)
+        with trusted_checkpoints(args.checkpoint
+                                 if args.trust_checkpoint else None):
+            path, pred = draw_detections(args.config, args.checkpoint,
+                                         args.image, args.out,
+                                         args.score_thr)
         paths.append(path)
         record['detections'] = dict(
             labels=pred['labels'], scores=pred['scores'],

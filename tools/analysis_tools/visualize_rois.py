@@ -26,10 +26,12 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', required=True)
     parser.add_argument('--tokens', type=int, nargs='+',
                         help='token indices to draw (default: all)')
+    from mmeffattn.utils.checkpoint import add_trust_argument
+    add_trust_argument(parser)
     return parser.parse_args(argv)
 
 
-def build_classifier(config, checkpoint):
+def build_classifier(config, checkpoint, trust=False):
     """The config's classifier with the checkpoint's weights (strict, loaded
     weights-only), in eval mode. Raises unless the backbone is a
     SparseFormer."""
@@ -41,7 +43,7 @@ def build_classifier(config, checkpoint):
         if kind not in ('SparseFormer', 'mmeffattn.SparseFormer'):
             raise ValueError(f'{config}: the backbone is {kind}; RoIs exist '
                              'only in mmeffattn.SparseFormer')
-    model, _ = build_checkpoint_model(config, checkpoint, check)
+    model, _ = build_checkpoint_model(config, checkpoint, check, trust)
     assert isinstance(model.backbone, SparseFormer)
     return model
 
@@ -105,7 +107,8 @@ def draw(rgb, trace, label, path, tokens=None, classes=None):
 def main(argv=None):
     args = parse_args(argv)
     import mmeffattn  # noqa: F401
-    model = build_classifier(args.config, args.checkpoint)
+    model = build_classifier(args.config, args.checkpoint,
+                             args.trust_checkpoint)
     classes = model.dataset_meta.get('classes') if getattr(
         model, 'dataset_meta', None) else None
     traced = [trace_image(model, p) for p in args.images]

@@ -3,6 +3,10 @@
 Keeps only ``state_dict`` and ``meta`` (tensors and plain data, so it loads
 with ``torch.load(weights_only=True)``) and names the file
 ``<name>_<YYYYMMDD>-<sha256[:8]>.pth``.
+
+The input loads weights-only; a training checkpoint (its ``message_hub``
+pickles objects) needs ``--trust-checkpoint``, which runs its pickled code:
+pass it for your own files only.
 """
 import argparse
 import datetime
@@ -15,7 +19,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
 
-from mmeffattn.utils.checkpoint import trusted_checkpoints  # noqa: E402
+from mmeffattn.utils.checkpoint import add_trust_argument  # noqa: E402
 from mmeffattn.utils.checkpoint import load_checkpoint_file  # noqa: E402
 
 PLAIN = (str, int, float, bool, type(None))
@@ -34,17 +38,18 @@ def _plain(obj):
     return str(obj)
 
 
-def publish(in_file: str, out_name: str, date: str = None) -> str:
-    """Write ``<out_name>_<date>-<sha8>.pth`` next to ``out_name``."""
+def publish(in_file: str, out_name: str, date: str = None,
+            trust: bool = False) -> str:
+    """Write ``<out_name>_<date>-<sha8>.pth`` next to ``out_name``.
+    ``trust`` fully unpickles ``in_file`` (``--trust-checkpoint``)."""
     if not osp.isfile(in_file):
         raise FileNotFoundError(f'checkpoint {in_file} does not exist')
-    # The input is the user's own training checkpoint: trust its folder.
-    with trusted_checkpoints(osp.dirname(osp.abspath(in_file))):
-        ckpt = load_checkpoint_file(in_file)
+    ckpt = load_checkpoint_file(in_file, trust=trust)
     state = ckpt.get('state_dict', ckpt)
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f'{in_file}: state_dict holds non-tensor values')
-    meta = _plain(ckpt.get('meta', {}))
+    meta = _plain(ckpt.get('meta') or {})
+    meta = meta if isinstance(meta, dict) else {}
     meta.pop('hook_msgs', None)
     date = date or datetime.date.today().strftime('%Y%m%d')
     base = out_name[:-4] if out_name.endswith('.pth') else out_name
@@ -65,8 +70,10 @@ def main(argv=None):
     parser.add_argument('out_name', help='output name, e.g. '
                         'work_dirs/sasa-r26_32xb128-130e_in1k')
     parser.add_argument('--date', help='YYYYMMDD (default: today)')
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
-    final = publish(args.in_file, args.out_name, args.date)
+    final = publish(args.in_file, args.out_name, args.date,
+                    args.trust_checkpoint)
     print(final)
     return final
 

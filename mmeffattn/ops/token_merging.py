@@ -12,7 +12,10 @@ Merged tokens are size-weighted averages and carry their size (the number of
 patches they stand for), so proportional attention (``log(size)`` added to
 the logits) and size-weighted pooling see the original image. Output order:
 the protected tokens first (cls, then distillation token), then the unmerged
-A tokens, then all B tokens; the spatial order is lost.
+A tokens, then all B tokens; the spatial order is lost. As in the official
+ToMe, the unmerged A tokens are put back in their original order only when
+there is a cls token; without one they stay in order of decreasing best
+similarity, which changes the A/B split of the next layer.
 """
 import math
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -65,8 +68,9 @@ def bipartite_soft_matching(
         best_score, best_b = scores.max(dim=-1)             # (B, Na)
         order = best_score.argsort(dim=-1, descending=True)[..., None]
         merged_a = order[:, :r]                              # (B, r, 1)
-        # kept A tokens in their original order: protected tokens lead
-        kept_a = order[:, r:].sort(dim=1).values             # (B, Na - r, 1)
+        kept_a = order[:, r:]                                # (B, Na - r, 1)
+        if class_token:  # original order, so the cls token leads
+            kept_a = kept_a.sort(dim=1).values
         target_b = best_b[..., None].gather(1, merged_a)     # (B, r, 1)
 
     def merge(x: torch.Tensor, mode: str = 'sum') -> torch.Tensor:
@@ -121,32 +125,47 @@ def merge_wavg(merge: MergeFn, x: torch.Tensor,
 
 
 def merge_schedule(r: Union[int, Sequence], num_layers: int) -> List[int]:
-    """Tokens merged in each of ``num_layers`` layers.
+    """Tokens merged in each of ``num_layers`` layers (the official
+    ``parse_r``).
 
-    ``r`` is an int (the same in every layer), ``(r, inflection)`` with
-    ``inflection`` -1 (decreasing from 2r to 0), 0 (constant) or 1
-    (increasing), the paper's schedules, or an explicit per-layer list.
+    Args:
+        r (int | tuple | list): an int, the same in every layer; a tuple
+            ``(r, inflection)``, ``inflection`` a number in [-1, 1]: layer
+            ``i`` merges ``int(lo + i * (2r - 2 lo) / (L - 1))`` with
+            ``lo = int(r * (1 - inflection))`` (-1 decreases from 2r to 0,
+            0 is constant, 1 increases from 0 to 2r); a list, one int per
+            layer, padded with zeros when shorter than ``num_layers``.
+        num_layers (int): L.
+
+    Returns:
+        list[int]: L non-negative ints.
     """
-    if isinstance(r, bool):
-        raise TypeError(f'tome_r must be an int, (r, inflection) or a list of '
-                        f'{num_layers} ints, got {r!r}')
-    if isinstance(r, int):
+    def fail(why):
+        raise ValueError(
+            f'tome_r must be an int, a tuple (r, inflection) with inflection '
+            f'in [-1, 1], or a list of at most {num_layers} ints (one per '
+            f'layer, padded with zeros); got {r!r}: {why}')
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(r):
         schedule = [r] * num_layers
-    elif (isinstance(r, (tuple, list)) and len(r) == 2
-          and num_layers != 2 and isinstance(r[1], (int, float))
-          and -1 <= r[1] <= 1 and not isinstance(r[0], bool)):
+    elif isinstance(r, tuple):
+        if len(r) != 2 or not is_int(r[0]) or isinstance(r[1], bool) \
+                or not isinstance(r[1], (int, float)) \
+                or not -1 <= r[1] <= 1:
+            fail('a tuple is (int r, inflection in [-1, 1])')
         base, inflection = r
-        low = base * (1.0 - inflection)
-        high = 2 * base - low
-        step = (high - low) / max(num_layers - 1, 1)
+        low = int(base * (1.0 - inflection))
+        step = (2 * base - 2 * low) / max(num_layers - 1, 1)
         schedule = [int(low + step * i) for i in range(num_layers)]
-    elif isinstance(r, (tuple, list)) and len(r) == num_layers:
-        schedule = list(r)
+    elif isinstance(r, list):
+        if len(r) > num_layers:
+            fail(f'{len(r)} entries for {num_layers} layers')
+        schedule = list(r) + [0] * (num_layers - len(r))
     else:
-        raise ValueError(f'tome_r must be an int, (r, inflection) with '
-                         f'inflection in [-1, 1], or a list of {num_layers} '
-                         f'ints (one per layer), got {r!r}')
-    if not all(isinstance(v, int) and v >= 0 for v in schedule):
-        raise ValueError(f'tome_r gives negative or non-integer merges per '
-                         f'layer: {schedule}')
+        fail(f'type {type(r).__name__}')
+    if not all(is_int(v) and v >= 0 for v in schedule):
+        fail(f'negative or non-integer merges per layer: {schedule}')
     return schedule

@@ -31,7 +31,8 @@ def brute_force_merge(metric, x, size, r, class_token, distill_token):
         best[a] = (best_score, best_b)
     ranked = sorted(set_a, key=lambda a: best[a][0], reverse=True)
     merged = set(ranked[:r])
-    kept = [a for a in set_a if a not in merged]
+    # kept A tokens: original order with a cls token, else ranked order
+    kept = [a for a in (set_a if class_token else ranked) if a not in merged]
     # output rows: protected first, then kept A, then B
     if distill_token:
         order = [kept[0], set_b[0]] + kept[1:] + set_b[1:]
@@ -54,6 +55,7 @@ CASES = [  # (tokens, r, class_token, distill_token)
     (17, 8, True, False),    # r at its cap: every A token but cls merges
     (16, 100, True, False),  # r above the cap
     (15, 7, False, False),   # no cls, cap
+    (16, 3, False, False),   # no cls: kept A tokens stay in ranked order
     (18, 4, True, True),     # cls + distillation token
     (19, 8, True, True),     # both, at the cap
 ]
@@ -122,6 +124,10 @@ def test_merge_schedule():
     assert merge_schedule((8, 0), 12) == [8] * 12
     assert merge_schedule((8, 1), 12)[::11] == [0, 16]
     assert merge_schedule([1, 2, 3], 3) == [1, 2, 3]
-    for bad in ([1, 2], -1, (8, 2), 'x', [1.5] * 3, True):
+    # lists are per-layer values padded with zeros, tuples (r, inflection)
+    assert merge_schedule([8, 0], 12) == [8] + [0] * 11
+    assert merge_schedule((8, -0.5), 12) == [int(12 - i * 8 / 11)
+                                             for i in range(12)]
+    for bad in ([1, 2, 3, 4], -1, (8, 2), 'x', [1.5] * 3, True, (8, -1, 0)):
         with pytest.raises((ValueError, TypeError), match='tome_r'):
             merge_schedule(bad, 3)

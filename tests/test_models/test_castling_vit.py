@@ -17,7 +17,9 @@ def brute_force(module, x, aux_weight):
     batch, n, c = x.shape
     h = module.num_heads
     d = c // h
-    qkv = x @ module.qkv.weight.T + module.qkv.bias
+    qkv = x @ module.qkv.weight.T
+    if module.qkv.bias is not None:
+        qkv = qkv + module.qkv.bias
     q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(batch, n, h, d)
                for i in range(3))
     taps = module.dconv.weight.shape[2]
@@ -102,7 +104,7 @@ def test_inference_never_forms_n_by_n():
 def test_castling_vit_loads_deit_weights_but_dconv():
     from mmpretrain.models.backbones import VisionTransformer
     deit = VisionTransformer(arch='deit-tiny', img_size=64)
-    model = CastlingViT(arch='deit-tiny', img_size=64)
+    model = CastlingViT(arch='deit-tiny', img_size=64, qkv_bias=True)
     result = model.load_state_dict(deit.state_dict(), strict=False)
     assert not result.unexpected_keys
     assert sorted(result.missing_keys) == sorted(
@@ -140,3 +142,34 @@ def test_anneal_hook_sets_every_attention():
     assert logged['train/castling_aux_weight'] == 0.0
     with pytest.raises(ValueError, match='no LinearAngularAttention'):
         hook.before_train(SimpleNamespace(model=torch.nn.Linear(2, 2)))
+
+
+def test_equals_official_attention():
+    """tests/data/parity/castling_vit/castling_vit.pth (generate.py next to
+    it): the official LinAngularAttention (GATECH-EIC/Castling-ViT, commit
+    in the file) with its default qkv_bias=False, fp64. Its state dict
+    loads strictly into ours (same keys); its ``sparse_reg`` branch is our
+    training-only auxiliary branch with weight 1."""
+    import os.path as osp
+    ref = torch.load(osp.join(osp.dirname(__file__), '..', 'data', 'parity',
+                              'castling_vit', 'castling_vit.pth'),
+                     weights_only=True)
+    module = LinearAngularAttention(24, 3).double()
+    module.load_state_dict(ref['state_dict'], strict=True)
+    assert module.qkv.bias is None  # the official default
+    x = ref['input']
+    with torch.no_grad():
+        module.eval()
+        torch.testing.assert_close(module(x), ref['output'], rtol=0,
+                                   atol=1e-13)
+        module.train()
+        module.aux_weight = 1.0
+        torch.testing.assert_close(module(x), ref['output_sparse_reg'],
+                                   rtol=0, atol=1e-13)
+
+
+def test_castling_vit_has_no_qkv_bias_by_default():
+    model = CastlingViT(arch=dict(embed_dims=24, num_layers=2, num_heads=3,
+                                  feedforward_channels=48),
+                        img_size=32, patch_size=8)
+    assert not any(k.endswith('qkv.bias') for k in model.state_dict())

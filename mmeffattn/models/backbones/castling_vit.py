@@ -27,7 +27,14 @@ class CastlingViT(VisionTransformer):
             v, an odd int >= 1. Defaults to 9.
         aux_threshold (float): mask threshold of the training-only masked
             softmax branch. Defaults to 0.02.
-        **kwargs: :class:`VisionTransformer`'s arguments.
+        qkv_bias (bool): bias of the qkv projection. Defaults to False,
+            the official default (mmpretrain's DeiT has one: pass True to
+            take it from a DeiT checkpoint).
+        **kwargs: :class:`VisionTransformer`'s arguments, with upstream's
+            meanings: ``out_indices`` in ``[-num_layers, num_layers - 1]``
+            (a stage is a layer), ``frozen_stages`` in ``[-1, num_layers]``
+            (``k >= 1``: the embeddings and the first k layers; 0, -1:
+            nothing), both checked at build.
 
     Shapes:
         x: (B, 3, H, W) with H, W >= the patch size -> tuple per
@@ -48,6 +55,10 @@ class CastlingViT(VisionTransformer):
         if kwargs.get('layer_scale_init_value', 0):
             raise ValueError('CastlingViT has no layer scale; remove '
                              'layer_scale_init_value')
+        check_int('CastlingViT', 'dconv_kernel', dconv_kernel, odd=True)
+        check_number('CastlingViT', 'aux_threshold', aux_threshold, 0, 1)
+        out_indices = kwargs.pop('out_indices', -1)
+        frozen_stages = kwargs.pop('frozen_stages', -1)
         super().__init__(arch=arch, **kwargs)
         drop_path = np.linspace(0, kwargs.get('drop_path_rate', 0.),
                                 self.num_layers)
@@ -55,19 +66,11 @@ class CastlingViT(VisionTransformer):
             layer.attn = LinearAngularAttention(
                 embed_dims=self.embed_dims,
                 num_heads=self.arch_settings['num_heads'],
-        check_int('CastlingViT', 'dconv_kernel', dconv_kernel, odd=True)
-        check_number('CastlingViT', 'aux_threshold', aux_threshold, 0, 1)
-        out_indices = kwargs.pop('out_indices', -1)
-        frozen_stages = kwargs.pop('frozen_stages', -1)
-                qkv_bias=kwargs.get('qkv_bias', True),
+                qkv_bias=kwargs.get('qkv_bias', False),
                 dconv_kernel=dconv_kernel,
                 aux_threshold=aux_threshold,
                 proj_drop=kwargs.get('drop_rate', 0.),
                 dropout_layer=dict(type='DropPath', drop_prob=float(rate)))
-
-    def attention_modules(self):
-        """The :class:`LinearAngularAttention` of every layer."""
-        return [layer.attn for layer in self.layers]
         # after the attention swap, so that frozen layers stay frozen
         set_vit_stages(self, out_indices, frozen_stages)
 
@@ -75,3 +78,7 @@ class CastlingViT(VisionTransformer):
         """(B, 3, H, W), H, W >= the patch size -> as upstream."""
         check_vit_input(self, x)
         return super().forward(x)
+
+    def attention_modules(self):
+        """The :class:`LinearAngularAttention` of every layer."""
+        return [layer.attn for layer in self.layers]

@@ -150,9 +150,12 @@ class SeTAttention(BaseModule):
         key = (height, width, device, dtype)
         dist2 = self._dist2_cache.get(key)
         if dist2 is None:
+            # reference cells built in the input's dtype (a cast of an
+            # fp32 grid would be off by ~1e-8 in an fp64 model)
+            side = math.isqrt(self.ref_pos.shape[0])
             dist2 = squared_distances(
                 grid_positions(height, width, device, dtype),
-                self.ref_pos.to(device, dtype))
+                grid_positions(side, side, device, dtype))
             if not (torch.compiler.is_compiling() or is_exporting()):
                 self._dist2_cache = {key: dist2}  # the newest shape only
         return dist2

@@ -45,10 +45,13 @@ class ToMeVisionTransformer(VisionTransformer):
     exactly what :class:`VisionTransformer` computes.
 
     Args:
-        tome_r (int | tuple | list): tokens merged per layer: an int (the
-            same in every layer), ``(r, -1)`` (decreasing from 2r to 0, the
-            paper's schedule), ``(r, 0)``/``(r, 1)`` (constant/increasing),
-            or a list with one int per layer. Each layer merges at most half
+        tome_r (int | tuple | list): tokens merged per layer, as the
+            official ``parse_r``: an int (the same in every layer), a tuple
+            ``(r, inflection)`` with inflection in [-1, 1] (``(r, -1)``
+            decreases from 2r to 0, the paper's schedule; ``(r, 0)``
+            constant; ``(r, 1)`` increasing), or a list of per-layer values
+            padded with zeros (:func:`~mmeffattn.ops.merge_schedule`).
+            Each layer merges at most half
             of its tokens other than the class token. Can be changed after
             building (``model.backbone.tome_r = 8``). Defaults to 0.
         prop_attn (bool): proportional attention (``log(size)`` on the

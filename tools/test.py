@@ -14,10 +14,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401
-from mmeffattn.utils.checkpoint import (add_trust_argument,  # noqa: E402
-                                        load_checkpoint_file,
-                                        load_state_dict_checked,
-                                        trusted_checkpoints)
+from mmeffattn.utils import checkpoint as policy  # noqa: E402
 from mmeffattn.utils.launch import (check_config, load_config,  # noqa
                                     setup_cpu_distributed, work_dir_run)
 
@@ -44,7 +41,7 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (tta_model/tta_pipeline '
                         'of the config)')
-    add_trust_argument(parser)
+    policy.add_trust_argument(parser)
     parser.add_argument('--non-strict', action='store_true',
                         help='evaluate a checkpoint whose keys do not match '
                         'the model (missing ones keep their initialisation)')
@@ -136,13 +133,13 @@ def check_checkpoint(model, cfg, args) -> None:
     """Before anything is written: the checkpoint loads under the trust rule
     (inside the work_dir, or ``--trust-checkpoint``), matches its sha256
     name, and, unless ``--non-strict``, matches the model key for key."""
-    with trusted_checkpoints(cfg.work_dir):
-        ckpt = load_checkpoint_file(args.checkpoint,
-                                    trust=args.trust_checkpoint)
+    with policy.trusted_checkpoints(cfg.work_dir):
+        ckpt = policy.load_checkpoint_file(args.checkpoint,
+                                           trust=args.trust_checkpoint)
     if not args.non_strict:
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
             else ckpt
-        load_state_dict_checked(
+        policy.load_state_dict_checked(
             model, state, args.checkpoint,
             hint='Pass --non-strict to evaluate it anyway.')
 
@@ -155,7 +152,8 @@ def main(argv=None):
     del model
     setup_cpu_distributed(cfg, args.launcher)
     trusted = args.checkpoint if args.trust_checkpoint else None
-    with work_dir_run(cfg, args.launcher), trusted_checkpoints(trusted):
+    with work_dir_run(cfg, args.launcher), \
+            policy.trusted_checkpoints(trusted):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
             RUNNERS.build(cfg)
         if args.out:

@@ -16,8 +16,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401  (registry + checkpoint policy)
-from mmeffattn.utils.checkpoint import (add_trust_argument,  # noqa: E402
-                                        trusted_checkpoints)
+from mmeffattn.utils import checkpoint as policy  # noqa: E402
 from mmeffattn.utils.launch import (check_config, check_run_checkpoint,  # noqa
                                     load_config, setup_cpu_distributed,
                                     use_atomic_checkpoints, work_dir_run)
@@ -37,7 +36,7 @@ def parse_args(argv=None):
         'the work_dir if no path is given')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
-    add_trust_argument(parser)
+    policy.add_trust_argument(parser)
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -80,7 +79,8 @@ def main(argv=None):
     use_atomic_checkpoints(cfg)
     setup_cpu_distributed(cfg, args.launcher)
     trusted = cfg.load_from if args.trust_checkpoint else None
-    with work_dir_run(cfg, args.launcher), trusted_checkpoints(trusted):
+    with work_dir_run(cfg, args.launcher), \
+            policy.trusted_checkpoints(trusted):
         if 'runner_type' not in cfg:
             runner = Runner.from_cfg(cfg)
         else:

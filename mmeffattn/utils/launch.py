@@ -1,4 +1,4 @@
-"""Shared set-up of tools/train.py and tools/test.py (one tools/ for all toolboxes)."""
+"""Shared set-up of tools/train.py and tools/test.py (all toolboxes)."""
 import contextlib
 import fcntl
 import os
@@ -85,6 +85,7 @@ def build_checkpoint_model(config: str, checkpoint: str, edit_cfg=None,
     that names them; a checkpoint whose keys do not match the model raises
     :class:`~mmeffattn.utils.CheckpointError` naming the first ones."""
     from mmengine.config import Config
+
     from mmeffattn.utils.checkpoint import (load_checkpoint_file,
                                             load_state_dict_checked)
     for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
@@ -144,6 +145,7 @@ def check_run_checkpoint(cfg, trust: bool = False) -> Optional[dict]:
     unpickled. URLs are left to the Runner. Returns the loaded checkpoint,
     or ``None`` when there is none to check."""
     from mmengine.runner import find_latest_checkpoint
+
     from mmeffattn.utils.checkpoint import (load_checkpoint_file,
                                             trusted_checkpoints)
     path = cfg.get('load_from')

@@ -11,18 +11,18 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import (CLS_CFG, REPO, RETINA_CFG, SEG_CFG, TOOLS,
                       published_checkpoint, run_tool)
 
 CLS_NAME = 'sasa-r26-demo_1xb64-20e_digits'
 SET_NAME = 'setformer-demo_1xb64-30e_digits'
-# two tiny epochs: 16 digits, batch 8, no evaluation
-TINY = ['train_cfg.max_epochs=2', 'train_cfg.val_interval=9',
-        'train_dataloader.dataset.indices=16', 'train_dataloader.batch_size=8',
+# two tiny epochs: 8 digits, batch 4, no evaluation
+TINY = ['train_cfg.max_epochs=2', 'train_cfg.val_begin=9',
+        'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4',
         'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
-        'val_dataloader.dataset.indices=8',
+        'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False',
         'default_hooks.checkpoint.interval=1',
         'default_hooks.checkpoint.max_keep_ckpts=1']
 
@@ -91,6 +91,7 @@ def test_full_disk_keeps_the_previous_checkpoint(demo_cwd, tmp_path):
 def test_configs_save_through_the_atomic_hook():
     """tools/train.py swaps mmengine's CheckpointHook of any config."""
     from mmengine.config import Config
+
     from mmeffattn.utils.launch import use_atomic_checkpoints
     for path in (CLS_CFG, SEG_CFG, RETINA_CFG, osp.join(
             REPO, 'configs', 'sasa', 'sasa-r26_32xb128-130e_in1k.py')):

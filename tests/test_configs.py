@@ -79,6 +79,10 @@ def point_at_demo(cfg, root):
         if scope == 'mmdet':
             cfg[key].ann_file = osp.join(root, 'det', 'annotations',
                                          'instances_val.json')
+    for aug in cfg.model.get('data_preprocessor', {}).get(
+            'batch_augments') or []:  # per-batch multi-scale (RT-DETR)
+        if 'random_size_range' in aug:
+            aug['random_size_range'] = (SMALL, SMALL)
     if scope == 'mmseg':
         cfg.model.data_preprocessor.size = (SMALL, SMALL)
         cfg.train_cfg.update(max_iters=1, val_interval=1)

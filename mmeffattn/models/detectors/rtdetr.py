@@ -23,14 +23,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.detectors import DINO
 from mmdet.models.detectors.deformable_detr import DeformableDETR
-from mmdet.models.layers.transformer import (DinoTransformerDecoder,
+from mmdet.models.layers.transformer import (CdnQueryGenerator,
+                                             DinoTransformerDecoder,
                                              DeformableDetrTransformerDecoder,
                                              inverse_sigmoid)
 from mmdet.models.layers.transformer.utils import MLP
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmcv.ops import MultiScaleDeformableAttention
 from torch import Tensor
 
 from mmeffattn.registry import MODELS
+
+#: the official ``inverse_sigmoid`` clamp (mmdet's DINO uses 1e-3)
+INVERSE_SIGMOID_EPS = 1e-5
 
 
 class RTDETRTransformerDecoder(DinoTransformerDecoder):
@@ -64,11 +69,64 @@ class RTDETRTransformerDecoder(DinoTransformerDecoder):
                 reference_points=points,
                 **kwargs)
             refined = (reg_branches[lid](query) + inverse_sigmoid(
-                reference_points, eps=1e-3)).sigmoid()
+                reference_points, eps=INVERSE_SIGMOID_EPS)).sigmoid()
             reference_points = refined.detach()
             intermediate.append(query)
             references.append(refined)
         return torch.stack(intermediate), torch.stack(references)
+
+
+class RTDETRCdnQueryGenerator(CdnQueryGenerator):
+    """mmdet's ``CdnQueryGenerator`` whose noisy boxes are unsigmoided with
+    RT-DETR's eps (``INVERSE_SIGMOID_EPS``, 1e-5; mmdet's is 1e-3).
+
+    The noise is DINO's, drawn in mmdet's order: each corner of a
+    normalised xyxy box moves by ``u * s * (w, h) / 2`` with a random sign,
+    ``u`` in [0, 1) for the positive and [1, 2) for the negative copy of
+    every group, ``s = box_noise_scale``; the box is clipped to [0, 1].
+    """
+
+    def generate_dn_bbox_query(self, gt_bboxes: Tensor,
+                               num_groups: int) -> Tensor:
+        """(N, 4) normalised xyxy targets -> (2 * num_groups * N, 4)
+        unsigmoided noisy cxcywh boxes; per group N positives, then N
+        negatives."""
+        num = len(gt_bboxes)
+        boxes = gt_bboxes.repeat(2 * num_groups, 1)
+        sign = torch.randint_like(boxes, low=0, high=2,
+                                  dtype=torch.float32) * 2.0 - 1.0
+        part = torch.rand_like(boxes)
+        if num:
+            rows = torch.arange(len(boxes), device=boxes.device)
+            part[(rows // num) % 2 == 1] += 1.0
+        part = part * sign
+        whwh = bbox_xyxy_to_cxcywh(boxes)[:, 2:].repeat(1, 2)
+        noisy = (boxes + part * whwh * self.box_noise_scale / 2).clamp(0, 1)
+        return inverse_sigmoid(bbox_xyxy_to_cxcywh(noisy),
+                               eps=INVERSE_SIGMOID_EPS)
+
+    def collate_dn_queries(self, input_label_query: Tensor,
+                           input_bbox_query: Tensor, batch_idx: Tensor,
+                           batch_size: int, num_groups: int
+                           ) -> Tuple[Tensor, Tensor]:
+        """mmdet's layout, in the queries' dtype (mmdet 3.3 collates into
+        the default dtype, which fails for fp64 models): (T, d) label and
+        (T, 4) box queries, T = 2 * num_groups * targets, -> (B, 2 *
+        num_groups * max_targets, d) and (B, ..., 4), zero-padded."""
+        counts = torch.bincount(batch_idx, minlength=batch_size)
+        max_num = int(counts.max()) if len(batch_idx) else 0
+        slots = torch.cat([torch.arange(int(n), device=batch_idx.device)
+                           for n in counts])
+        slots = torch.cat([slots + max_num * i
+                           for i in range(2 * num_groups)]).long()
+        index = (batch_idx.repeat(2 * num_groups), slots)
+        num_dn = max_num * 2 * num_groups
+        labels = input_label_query.new_zeros(batch_size, num_dn,
+                                             input_label_query.shape[-1])
+        boxes = input_label_query.new_zeros(batch_size, num_dn, 4)
+        labels[index] = input_label_query
+        boxes[index] = input_bbox_query.to(boxes.dtype)
+        return labels, boxes
 
 
 def select_topk_queries(scores: Tensor, memory: Tensor, coords_unact: Tensor,
@@ -125,6 +183,8 @@ class RTDETR(DINO):
         kwargs.setdefault('as_two_stage', True)
         super().__init__(*args, num_feature_levels=num_feature_levels,
                          **kwargs)
+        # DINO has completed dn_cfg (classes, widths, queries) in place
+        self.dn_query_generator = RTDETRCdnQueryGenerator(**kwargs['dn_cfg'])
 
     def _init_layers(self) -> None:
         self.decoder = RTDETRTransformerDecoder(**self.decoder)
@@ -220,4 +280,5 @@ class RTDETR(DINO):
         return decoder_inputs, head_inputs
 
 
-__all__ = ['RTDETR', 'RTDETRTransformerDecoder', 'select_topk_queries']
+__all__ = ['RTDETR', 'RTDETRTransformerDecoder', 'RTDETRCdnQueryGenerator',
+           'select_topk_queries']

@@ -15,8 +15,9 @@ def rtdetr_varifocal_target(logits: Tensor, labels: Tensor, ious: Tensor,
     """Target and weight of RT-DETR's varifocal loss.
 
     ``t = IoU * onehot(label)`` (background rows, ``label == C``, are all
-    zero) and ``w = alpha * p^gamma * (1 - t) + t`` with ``p = sigmoid``
-    (detached).
+    zero) and ``w = alpha * p^gamma * (1 - onehot) + t`` with
+    ``p = sigmoid`` (detached), as the official code: the matched entry's
+    weight is ``t`` alone, every other entry's ``alpha * p^gamma``.
 
     Args:
         logits (Tensor): (N, C) class logits.
@@ -28,10 +29,11 @@ def rtdetr_varifocal_target(logits: Tensor, labels: Tensor, ious: Tensor,
         tuple[Tensor, Tensor]: target and weight, both (N, C).
     """
     num_classes = logits.shape[-1]
-    onehot = F.one_hot(labels, num_classes + 1)[:, :num_classes]
-    target = onehot.to(logits.dtype) * ious.to(logits.dtype)[:, None]
+    onehot = F.one_hot(labels, num_classes + 1)[:, :num_classes].to(
+        logits.dtype)
+    target = onehot * ious.to(logits.dtype)[:, None]
     prob = logits.detach().sigmoid()
-    weight = alpha * prob.pow(gamma) * (1 - target) + target
+    weight = alpha * prob.pow(gamma) * (1 - onehot) + target
     return target, weight
 
 

@@ -14,3 +14,6 @@ model = dict(
         num_heads=4),
     neck=None,
     head=dict(in_channels=128))
+# no weight decay on the RoIs (as officially)
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'.token_roi': dict(decay_mult=0.0)}))

@@ -166,3 +166,16 @@ def test_sparseformer_errors():
         SparseFormer('tiny', out_type='featmap')
     with pytest.raises(ValueError, match='expects a'):
         _small_sparseformer()(torch.randn(1, 3, 8, 8))
+
+
+def test_published_sparseformer_demo_trained_its_sampling_units():
+    """The published demo left the initial point: in both sampling units the
+    generator's weight (0 at init) and the mixer's output weight moved."""
+    from conftest import published_checkpoint
+    state = torch.load(published_checkpoint(
+        'sparseformer-demo_1xb64-30e_digits'), weights_only=True)['state_dict']
+    for unit in ('focus', 'cortex.0'):
+        prefix = f'backbone.{unit}.mixer.'
+        assert state[prefix + 'generator.1.weight'].abs().min() > 0
+        assert state[prefix + 'offsets.weight'].abs().max() > 1e-3
+        assert state[prefix + 'channel_bias'].abs().max() > 0

@@ -2,7 +2,10 @@
 
 Prints one JSON line: fwd and fwd+bwd median ms (with the min and max of the
 repeats) and the fwd+bwd peak memory; round-robin kinds ('vit', 'backbones',
-'sizes') print one row per variant or size.
+'sizes') print one row per variant or size. A case's ``device`` ('cpu' by
+default, 'cuda' or 'cuda:N') is where the layer and its input live; on CUDA
+every timing synchronises and the peak memory is
+``torch.cuda.max_memory_allocated`` above what was allocated before.
 """
 import argparse
 import json
@@ -15,6 +18,14 @@ import torch.nn as nn
 from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib,
                                        tensor_peak_mib,
                                        time_round_robin, time_samples)
+
+
+def _device(case):
+    """(device, sync) of a case."""
+    device = torch.device(case.get('device', 'cpu'))
+    if device.type == 'cuda':
+        return device, lambda: torch.cuda.synchronize(device)
+    return device, lambda: None
 
 
 class SASALayer(nn.Module):
@@ -76,9 +87,10 @@ class WindowAttentionCase(nn.Module):
             window_partition(t, ws) for t in (q, k, v))
         qw, kw, vw = (t.unflatten(-1, (self.heads, -1)) for t in (qw, kw, vw))
         logits = torch.einsum('bnihd,bnjhd->bnhij', qw, kw) * qw.shape[-1]**-.5
-        logits = logits + self.table.flatten()[relative_position_index(ws)]
+        logits = logits + self.table.flatten()[relative_position_index(
+            ws).to(x.device)]
         if (hp, wp) != (h, w):
-            valid = padding_mask(h, w, ws)                 # (nW,1,1,w*w)
+            valid = padding_mask(h, w, ws, x.device)       # (nW,1,1,w*w)
             logits = logits.masked_fill(~valid, float('-inf'))
         out = torch.einsum('bnhij,bnjhd->bnihd', logits.softmax(-1), vw)
         return window_merge(out.flatten(-2), ws, h, w, hp, wp)
@@ -135,15 +147,17 @@ def run_vit_round_robin(case):
     case with one row per variant."""
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     shared = {k: v for k, v in case.items() if k not in ('variants', 'kind')}
+    device, sync = _device(case)
     models = []
     for variant in case['variants']:
         torch.manual_seed(0)
         model, x = build_vit_case(dict(shared, **variant))
-        model.eval()
+        model.to(device).eval()
+        x = x.to(device)
         models.append(model)
     with torch.no_grad():
         times = time_round_robin([lambda m=m: m(x) for m in models],
-                                 case.get('repeat', 5))
+                                 case.get('repeat', 5), sync)
     rows = []
     for variant, samples in zip(case['variants'], times):
         median = statistics.median(samples)
@@ -161,11 +175,13 @@ def run_size_round_robin(case):
     time over the previous size's in the same round."""
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     shared = {k: v for k, v in case.items() if k not in ('sides', 'kind')}
+    device, sync = _device(case)
     steps = []
     for side in case['sides']:
         torch.manual_seed(0)
         layer, x = build(dict(shared, kind=case['layer'], H=side, W=side))
-        x.requires_grad_(True)
+        layer.to(device)
+        x = x.to(device).requires_grad_(True)
 
         def fwd_bwd(layer=layer, x=x):
             layer(x).float().sum().backward()
@@ -173,7 +189,7 @@ def run_size_round_robin(case):
             x.grad = None
 
         steps.append(fwd_bwd)
-    times = time_round_robin(steps, case.get('repeat', 5))
+    times = time_round_robin(steps, case.get('repeat', 5), sync)
     rows = []
     for i, (side, samples) in enumerate(zip(case['sides'], times)):
         row = dict(shared, H=side, W=side, **spread('fwdbwd_ms', samples))
@@ -194,6 +210,10 @@ def run(case):
     torch.manual_seed(0)
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     layer, x = build(case)
+    device, sync = _device(case)
+    layer.to(device)
+    x = x.to(device)
+    on_cuda = device.type == 'cuda'
     if case.get('eval'):
         layer.eval()
     if case.get('nystrom_cache') is False:  # the per-forward eigh of v0.1
@@ -209,8 +229,9 @@ def run(case):
                 layer(x)
         start = time.perf_counter()
         fwd_only()  # compiles
+        sync()
         first = (time.perf_counter() - start) * 1e3
-        samples = time_samples(fwd_only, 1, case.get('repeat', 3))
+        samples = time_samples(fwd_only, 1, case.get('repeat', 3), sync)
         return dict(case, fwd_ms=statistics.median(samples),
                     fwd_ms_min=min(samples), fwd_ms_max=max(samples),
                     img_s=case['B'] * 1e3 / statistics.median(samples),
@@ -220,39 +241,49 @@ def run(case):
     # its code pages are not the op's memory
     from mmeffattn.ops.cpu_extension import load_cpu_extension
     load_cpu_extension()
-    base, peak0 = rss_mib(), peak_rss_mib()
+    if on_cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = peak0 = torch.cuda.memory_allocated(device) / 2**20
+    else:
+        base, peak0 = rss_mib(), peak_rss_mib()
 
     autocast = case.get('dtype', 'fp32') != 'fp32'
 
     def fwd_bwd():
         # mixed precision as AmpOptimWrapper: forward in autocast, backward
         # outside it
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=autocast):
             out = layer(x)
             out = out[0] if isinstance(out, (tuple, list)) else out
             loss = out.float().sum()
         loss.backward()
 
     fwd_bwd()
-    peak = peak_rss_mib()
+    sync()
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if on_cuda \
+        else peak_rss_mib()
     layer.zero_grad(set_to_none=True)
 
     def fwd():
-        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16,
+        with torch.no_grad(), torch.autocast(device.type,
+                                             dtype=torch.bfloat16,
                                              enabled=autocast):
             layer(x)
 
     reps = case.get('repeat', 5)
-    fwd_samples = time_samples(fwd, 1, reps)
+    fwd_samples = time_samples(fwd, 1, reps, sync)
     # the fwd+bwd above (the memory reading) was its warm-up
-    bwd_samples = time_samples(fwd_bwd, 0, reps)
+    bwd_samples = time_samples(fwd_bwd, 0, reps, sync)
     layer.zero_grad(set_to_none=True)
     x.grad = None
     return dict(case, **spread('fwd_ms', fwd_samples),
                 **spread('fwdbwd_ms', bwd_samples),
                 peak_mib=max(peak - base, 0.0),
-                peak_is_lower_bound=peak <= peak0,
-                tensor_peak_mib=tensor_peak_mib(fwd_bwd))
+                peak_is_lower_bound=peak <= peak0 and not on_cuda,
+                tensor_peak_mib=peak - base if on_cuda else
+                tensor_peak_mib(fwd_bwd))
 
 
 def spread(name, samples):
@@ -270,10 +301,12 @@ def run_backbone_round_robin(case):
     from mmeffattn.benchmarks.set_cases import build_backbone_case
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     shared = {k: v for k, v in case.items() if k not in ('variants', 'kind')}
+    device, sync = _device(case)
     models = []
     for impl in case['variants']:
         torch.manual_seed(0)
-        models.append(build_backbone_case(dict(shared, impl=impl)))
+        model, x = build_backbone_case(dict(shared, impl=impl))
+        models.append((model.to(device), x.to(device)))
 
     def step(model, x):
         model.train()
@@ -288,9 +321,9 @@ def run_backbone_round_robin(case):
 
     repeat = case.get('repeat', 5)
     train = time_round_robin([lambda mx=mx: step(*mx) for mx in models],
-                             repeat)
+                             repeat, sync)
     test = time_round_robin([lambda mx=mx: infer(*mx) for mx in models],
-                            repeat)
+                            repeat, sync)
     rows = []
     for impl, t_train, t_test in zip(case['variants'], train, test):
         row = dict(shared, impl=impl, **spread('train_ms', t_train),

@@ -5,6 +5,10 @@ and silently skips ``aten::scaled_dot_product_attention`` and custom autograd
 functions. :func:`count_complexity` adds handlers for them and reports both
 MACs (multiply-adds) and FLOPs = 2 x MACs (the SASA paper's convention).
 
+Every autograd function and ``torch.library`` op of mmeffattn has a handler
+in :data:`EXTRA_HANDLES` (or runs in backward only, :data:`BACKWARD_OPS`);
+tests/test_tools/test_flops_coverage.py fails for one without.
+
 mmcv's multi-scale deformable attention is one op to the counter: its CUDA
 autograd function, and, on CPU, its pure-PyTorch path wrapped in
 :class:`CountedDeformableAttention` while counting (otherwise only its
@@ -59,6 +63,63 @@ def attention_stem_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     rel = _shape(inputs[4])[0]
     return bsz * height * width * channels * (3 * in_channels +
                                               2 * positions + rel)
+
+
+def set_attention_macs(batch: int, heads: int, tokens: int, refs: int,
+                       head_dim: int, num_iters: int,
+                       features: int = None) -> int:
+    """MACs of SeT attention after the qkv projection (docs/setformer.md):
+    per (item, head), with N tokens, m references, head dim d, a Nystrom
+    anchors (``features``; None: the log kernels are given) and L Sinkhorn
+    iterations:
+
+    * features ``x z^T`` of q and k: 2 N a d; log kernels ``feat @ W``:
+      2 N a m (Nystrom only);
+    * Sinkhorn: 4L + 1 matrix-vector products of N x m (2L for the keys'
+      column-exact plan, 2L + 1 for the queries' row-exact plan);
+    * gather ``T^k^T V`` and scatter ``T^q Z``: 2 N m d.
+
+    The elementwise exps, log-sum-exps, norms and the positional term are
+    not MACs (as every counter here)."""
+    per_head = (4 * num_iters + 1) * tokens * refs + \
+        2 * tokens * refs * head_dim
+    if features:
+        per_head += 2 * tokens * features * (head_dim + refs)
+    return batch * heads * per_head
+
+
+def _scalar_args(outputs: List[Any]) -> list:
+    """The non-tensor arguments of the traced ``prim::PythonOp`` node."""
+    return list(outputs[0].node().scalar_args())
+
+
+def set_nystrom_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """Fused SeT (``SeTNystromKernel``, ``SeTNystromAttention``): inputs
+    qkv (B, N, 3, h, d), z (h, a, d), weight (h, a, m), ...; scalar
+    arguments sigma, num_iters."""
+    bsz, tokens, _, heads, head_dim = _shape(inputs[0])
+    features, refs = _shape(inputs[2])[-2:]
+    num_iters = next(a for a in _scalar_args(outputs)
+                     if isinstance(a, int) and not isinstance(a, bool))
+    return set_attention_macs(bsz, heads, tokens, refs, head_dim, num_iters,
+                              features)
+
+
+def set_transport_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """SeT transport from log kernels (``SeTTransport``): inputs log_q
+    (B, h, N, m), log_k, v (B, h, N, d); scalar num_iters."""
+    *lead, tokens, refs = _shape(inputs[0])
+    head_dim = _shape(inputs[2])[-1]
+    num_iters = next(a for a in _scalar_args(outputs)
+                     if isinstance(a, int) and not isinstance(a, bool))
+    return set_attention_macs(prod(lead), 1, tokens, refs, head_dim,
+                              num_iters)
+
+
+def zero_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """Ops without multiply-adds (a gradient clamp, pooling of BN
+    extremes): counted as 0, on purpose."""
+    return 0
 
 
 def deformable_attention_macs(batch: int, queries: int, heads: int,
@@ -116,7 +177,17 @@ EXTRA_HANDLES = {
     'prim::PythonOp.MultiScaleDeformableAttnFunction':
     deformable_attention_flop_jit,
     'prim::PythonOp.CountedDeformableAttention': deformable_attention_flop_jit,
+    'prim::PythonOp.SeTNystromKernel': set_nystrom_flop_jit,
+    'prim::PythonOp.SeTNystromAttention': set_nystrom_flop_jit,
+    'prim::PythonOp.SeTTransport': set_transport_flop_jit,
+    'prim::PythonOp._ClampGrad': zero_flop_jit,
+    'prim::PythonOp.AttentionStemPool': zero_flop_jit,
 }
+
+#: custom ops that only run in backward (never in a counted forward)
+BACKWARD_OPS = ('mmeffattn::local_attention2d_cpu_backward',
+                'mmeffattn::local_attention2d_qkv_cpu_backward',
+                'mmeffattn::attention_stem_backward')
 
 
 def count_complexity(model: nn.Module, inputs, show_table: bool = False

@@ -65,20 +65,60 @@ def _input_shape_from_pipeline(pipeline) -> Optional[Tuple[int, int]]:
     return shape
 
 
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+
+
+def _dataset_image_shape(dataset) -> Optional[Tuple[int, int]]:
+    """(H, W) of the first image under the dataset's ``data_root`` (the
+    images of a pipeline without resize go in at their own size), or of the
+    embedded demo data's generator when that data is not written yet."""
+    import os
+    import os.path as osp
+    root = str(dataset.get('data_root', '') or '')
+    prefix = dataset.get('data_prefix', '')
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img', prefix.get('img_path', ''))
+    folder = osp.join(root, str(prefix or ''))
+    if root and osp.isdir(folder):
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    from PIL import Image
+                    with Image.open(osp.join(dirpath, name)) as img:
+                        return img.height, img.width
+    if 'demo/cls' in root.replace(os.sep, '/'):
+        import inspect
+
+        from mmeffattn.datasets.demo_data import generate_demo_data
+        size = inspect.signature(generate_demo_data).parameters[
+            'cls_image_size'].default
+        return size, size
+    return None
+
+
 def config_input_shape(cfg, split: str = 'train') -> Tuple[int, int]:
     """The input size (H, W) of a config's ``train`` or ``test`` data: the
     crop of mmseg's data preprocessor, else the largest size the pipeline
-    makes (mmdet's 1333 x 800 keep-ratio resize: H 800, W 1333)."""
+    makes (mmdet's 1333 x 800 keep-ratio resize: H 800, W 1333), else (a
+    pipeline that keeps the images' size) the size of the dataset's first
+    image or, for the embedded demo digits not generated yet, their
+    generator's size (32 x 32)."""
     size = cfg.model.get('data_preprocessor', {}).get('size')
     if size:  # mmseg pads/crops to a fixed size
         return int(size[0]), int(size[1])
-    dataset = cfg.get(f'{split}_dataloader', {}).get('dataset', {})
+    loader = cfg.get(f'{split}_dataloader', None) or cfg.get(
+        'val_dataloader' if split == 'test' else 'test_dataloader', {}) or {}
+    dataset = loader.get('dataset', {})
     while 'pipeline' not in dataset and 'dataset' in dataset:
         dataset = dataset.dataset  # wrappers (RepeatDataset, ...)
     shape = _input_shape_from_pipeline(dataset.get('pipeline', []))
     if shape is None:
+        shape = _dataset_image_shape(dataset)
+    if shape is None:
         raise ValueError(f'cannot infer the {split} input size of the '
-                         'config; pass --shape H W')
+                         'config (its pipeline keeps the images\' size and '
+                         'its data_root has no image); pass --shape H W')
     return shape
 
 

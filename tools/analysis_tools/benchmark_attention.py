@@ -34,7 +34,11 @@ fwd+bwd from the profiler's allocation events (``tensor_peak_mib``: what
 the op itself holds). Prints a table,
 writes ``<out-dir>/<suite>.json`` and ``<out-dir>/<suite>.png``.
 
+``--device cuda`` runs every case on the GPU (synchronised timings, peak
+memory from ``torch.cuda.max_memory_allocated``); the default is the CPU.
+
   python tools/analysis_tools/benchmark_attention.py --suite sasa --out-dir docs/benchmarks
+  python tools/analysis_tools/benchmark_attention.py --suite all --device cuda
 """
 import argparse
 import json
@@ -257,11 +261,28 @@ def main(argv=None):
     parser.add_argument('--threads', type=int,
                         default=torch.get_num_threads(),
                         help='intra-op threads of every case (fixed)')
+    parser.add_argument('--device', default='cpu',
+                        help="where every case runs: 'cpu' (default), "
+                        "'cuda' or 'cuda:N'")
     args = parser.parse_args(argv)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device must be 'cpu', 'cuda' or 'cuda:N', got "
+                     f'{args.device!r}')
+    if device.type not in ('cpu', 'cuda'):
+        parser.error(f"--device must be 'cpu', 'cuda' or 'cuda:N', got "
+                     f'{args.device!r}')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        parser.error(f'--device {args.device}: no CUDA device here '
+                     '(torch.cuda.is_available() is False)')
     os.makedirs(args.out_dir, exist_ok=True)
     suites = sorted(SUITES) if args.suite == 'all' else [args.suite]
     env = dict(torch=torch.__version__, threads=args.threads,
                cpu=_cpu_model(), cuda=torch.cuda.is_available(),
+               device=args.device,
+               gpu=torch.cuda.get_device_name(device)
+               if device.type == 'cuda' else None,
                command=' '.join(sys.argv), commit=_git_commit(),
                date=time.strftime('%Y-%m-%d'))
     results = {}
@@ -270,6 +291,7 @@ def main(argv=None):
         rows = []
         for case in cases:
             case.setdefault('threads', args.threads)
+            case.setdefault('device', args.device)
             result = run_isolated(MODULE, case)
             # round-robin cases report one row per variant
             rows.extend(result.pop('rows', None) or [result])

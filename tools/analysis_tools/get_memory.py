@@ -25,6 +25,10 @@ COLUMNS = ('config', 'input', 'batch/GPU', 'act/img (MiB)',
            'weights+grads+opt (MiB)', 'total (GiB)')
 
 
+class MeasureError(RuntimeError):
+    """A config could not be measured (its one-line reason)."""
+
+
 def measure(path: str, args, isolated: bool) -> dict:
     """One config's figures; in a child process when several configs are
     measured (a fresh allocator each: 20 full-size models in one process
@@ -44,7 +48,14 @@ def measure(path: str, args, isolated: bool) -> dict:
             if args.cfg_options:
                 cmd += ['--cfg-options'] + [
                     f'{k}={v}' for k, v in args.cfg_options.items()]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+            if proc.returncode:
+                lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+                last = lines[-1] if lines else f'exit {proc.returncode}'
+                if last.startswith('not measured: '):  # the child's line
+                    raise MeasureError(last[len('not measured: '):])
+                raise MeasureError(f'{path}: {last}')
             with open(out) as f:
                 return json.load(f)[0]
     cfg = Config.fromfile(path)
@@ -75,8 +86,14 @@ def main(argv=None):
             raise FileNotFoundError(f'config file {path} does not exist')
     print('| ' + ' | '.join(COLUMNS) + ' |')
     print('|' + '---|' * len(COLUMNS))
+    failed = []
     for path in args.configs:
-        res = measure(path, args, isolated=len(args.configs) > 1)
+        try:
+            res = measure(path, args, isolated=len(args.configs) > 1)
+        except (MeasureError, ValueError) as exc:
+            failed.append(str(exc) if isinstance(exc, MeasureError)
+                          else f'{path}: {exc}')
+            continue
         rows.append(res)
         scale = f" (/{res['downscale']})" if res['downscale'] > 1 else ''
         print(f"| {res['config']} | {res['shape'][0]}x{res['shape'][1]}"
@@ -89,9 +106,12 @@ def main(argv=None):
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)
+    for line in failed:
+        print(f'not measured: {line}', file=sys.stderr)
     if over:
         print(f'over {args.limit_gib} GiB per GPU: {", ".join(over)}',
               file=sys.stderr)
+    if over or failed:
         sys.exit(1)
     return rows
 

@@ -8,6 +8,11 @@ export that computes something else cannot pass: the tool exits 1 unless
 every output agrees within ``--atol`` times the output scale
 (max(1, max |output|)).
 
+``--dynamic`` makes the batch dimension dynamic whatever ``--batch-size``
+is: the model is traced at a batch of at least 2 (torch.export specialises
+a dimension of size 1), the ONNX input's batch must come out symbolic, and
+onnxruntime is checked at the export batch and at another one.
+
   python tools/deployment/pytorch2onnx.py CONFIG CKPT --shape H W
       [--dynamic] [--out model.onnx] [--opset 18] [--atol 1e-4]
       [--cfg-options k=v ...]
@@ -60,6 +65,31 @@ def build_model(config: str, checkpoint: str = None, cfg_options=None):
     else:
         model.init_weights()
     return FeatureModel(model, cfg.get('default_scope', 'mmpretrain')).eval()
+
+
+def export_input(x: torch.Tensor, dynamic: bool) -> torch.Tensor:
+    """The example input of the trace: ``x``, or for a dynamic batch at
+    least 2 images (a size-1 dimension is specialised to 1 by
+    torch.export)."""
+    if dynamic and x.shape[0] < 2:
+        x = torch.cat([x, torch.randn_like(x)])
+    return x
+
+
+def check_batch_axis(path: str, dynamic: bool, batch: int) -> None:
+    """Raise :class:`ExportError` unless the ONNX input's batch axis is
+    symbolic (``dynamic``) or ``batch``."""
+    import onnx
+    dim = onnx.load(path, load_external_data=False).graph.input[
+        0].type.tensor_type.shape.dim[0]
+    symbolic = bool(dim.dim_param) or not dim.HasField('dim_value')
+    if dynamic and not symbolic:
+        raise ExportError(f'{path}: the input batch is static '
+                          f'({dim.dim_value}) although --dynamic was given')
+    if not dynamic and (symbolic or dim.dim_value != batch):
+        raise ExportError(f'{path}: the input batch is '
+                          f'{dim.dim_param or dim.dim_value}, expected '
+                          f'{batch}')
 
 
 def export(model: nn.Module, x: torch.Tensor, out: str, dynamic: bool,
@@ -120,25 +150,37 @@ def main(argv=None):
     args = parser.parse_args(argv)
     model = build_model(args.config, args.checkpoint, args.cfg_options)
     torch.manual_seed(0)
-    x = torch.randn(args.batch_size, 3, *args.shape)
-    with torch.no_grad():
-        refs = model(x)  # the eager model, not the export path
+    x = export_input(torch.randn(args.batch_size, 3, *args.shape),
+                     args.dynamic)
+    # dynamic: also a batch the trace did not see
+    batches = [x.shape[0]] + ([x.shape[0] + 1] if args.dynamic else [])
+    if args.dynamic and args.batch_size not in batches:
+        batches.append(args.batch_size)
     out = args.out or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0] + '.onnx')
     if osp.dirname(out):
         import os
         os.makedirs(osp.dirname(out), exist_ok=True)
     export(model, x, out, args.dynamic, args.opset)
+    diffs = []
     try:
-        diffs = check_onnx(out, x, refs, args.atol)
+        check_batch_axis(out, args.dynamic, x.shape[0])
+        for batch in batches:
+            xb = torch.randn(batch, *x.shape[1:])
+            with torch.no_grad():
+                refs = model(xb)  # the eager model, not the export path
+            diffs.append(check_onnx(out, xb, refs, args.atol))
     except ExportError as exc:
         print(f'FAILED: {exc}', file=sys.stderr)
         sys.exit(1)
-    for i, (diff, ref_max) in enumerate(diffs):
-        print(f'output {i}: max abs diff {diff:.3g}, max |output| '
-              f'{ref_max:.3g}')
-    print(f'onnxruntime matches PyTorch: {out}')
-    return diffs
+    for batch, batch_diffs in zip(batches, diffs):
+        for i, (diff, ref_max) in enumerate(batch_diffs):
+            print(f'batch {batch}, output {i}: max abs diff {diff:.3g}, '
+                  f'max |output| {ref_max:.3g}')
+    print(f'onnxruntime matches PyTorch at batch '
+          f'{", ".join(map(str, batches))}'
+          f'{" (dynamic batch)" if args.dynamic else ""}: {out}')
+    return dict(zip(batches, diffs))
 
 
 if __name__ == '__main__':

@@ -12,7 +12,8 @@ import torch
 
 def load_config(args):
     """Config of ``args.config`` with ``--cfg-options``, ``--launcher`` and
-    ``--work-dir`` applied (default ``./work_dirs/<config name>``)."""
+    ``--work-dir`` applied (default ``./work_dirs/<config name>``). Raises
+    :class:`WorkDirBusyError` at once if another run holds that work_dir."""
     from mmengine.config import Config
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file {args.config} does not exist')
@@ -25,6 +26,8 @@ def load_config(args):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    if _launcher_rank(args.launcher) == 0:
+        check_work_dir_free(cfg.work_dir)
     return cfg
 
 
@@ -168,8 +171,39 @@ _RANK_VARS = dict(pytorch='RANK', slurm='SLURM_PROCID',
                   mpi='OMPI_COMM_WORLD_RANK')
 
 
+def _launcher_rank(launcher: str) -> int:
+    """This process's global rank, from the launcher's environment (the
+    process group may not exist yet)."""
+    return int(os.environ.get(_RANK_VARS.get(launcher, ''), 0) or 0)
+
+
 class WorkDirBusyError(RuntimeError):
     """Another run holds the work_dir's lock."""
+
+
+def _busy(work_dir: str, path: str, fd: int) -> WorkDirBusyError:
+    holder = os.read(fd, 64).decode(errors='replace').strip()
+    return WorkDirBusyError(
+        f'work_dir {work_dir} is in use by another run (pid '
+        f'{holder or "unknown"}, holding {path}): one run per work_dir. '
+        'Wait for it to end or pass another --work-dir.')
+
+
+def check_work_dir_free(work_dir: str) -> None:
+    """Raise :class:`WorkDirBusyError` at once if a run holds
+    ``work_dir``'s lock (creates nothing; the tools call it before their
+    slower checks)."""
+    path = osp.join(work_dir, LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        raise _busy(work_dir, path, fd) from None
+    finally:
+        os.close(fd)
 
 
 def lock_work_dir(work_dir: str) -> int:
@@ -187,12 +221,9 @@ def lock_work_dir(work_dir: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.read(fd, 64).decode(errors='replace').strip()
+        error = _busy(work_dir, path, fd)
         os.close(fd)
-        raise WorkDirBusyError(
-            f'work_dir {work_dir} is in use by another run (pid '
-            f'{holder or "unknown"}, holding {path}): one run per work_dir. '
-            'Wait for it to end or pass another --work-dir.') from None
+        raise error from None
     os.ftruncate(fd, 0)
     os.write(fd, f'{os.getpid()}\n'.encode())
     return fd
@@ -225,8 +256,7 @@ def work_dir_run(cfg, launcher: str = 'none') -> Iterator[None]:
     first process only) and, if the run fails before it produced anything
     (a checkpoint, scalars, a prediction file), remove the folders it
     created, so that a failed start leaves no timestamped folder behind."""
-    rank = int(os.environ.get(_RANK_VARS.get(launcher, ''), 0) or 0)
-    if rank != 0:
+    if _launcher_rank(launcher) != 0:
         yield
         return
     work_dir = osp.abspath(cfg.work_dir)

@@ -16,6 +16,8 @@ import json
 import math
 import os.path as osp
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -189,6 +191,19 @@ def test_converter_names_an_unmapped_key(tmp_path):
                 model={'y': torch.zeros(1)})
     assert list(conv.official_state_dict(ckpt)) == ['x']
     assert list(conv.official_state_dict(ckpt, 'model')) == ['y']
+    # the command line: an official-style checkpoint in, weights-only out
+    fixture = torch.load(osp.join(DATA, 'fixture.pth'), weights_only=True)
+    src, dst = tmp_path / 'official.pth', tmp_path / 'ours.pth'
+    torch.save(dict(model={}, ema=dict(module=fixture['state_dict'],
+                                       updates=1), last_epoch=71), src)
+    subprocess.run([sys.executable, osp.join(
+        REPO, 'tools', 'model_converters', 'rtdetr_to_mmeffattn.py'),
+        str(src), str(dst)], check=True, capture_output=True)
+    out = torch.load(dst, weights_only=True)
+    expected = conv.convert(fixture['state_dict'])
+    assert list(out['state_dict']) == list(expected)
+    assert all(torch.equal(out['state_dict'][k], v)
+               for k, v in expected.items())
 
 
 def _tiny_model(cfg):

@@ -121,7 +121,8 @@ RULES = [
      r'decoder.ref_point_head.layers.\1.\2'),
     (r'decoder\.enc_output\.0\.' + _WB, r'memory_trans_fc.\1'),
     (r'decoder\.enc_output\.1\.' + _WB, r'memory_trans_norm.\1'),
-    (r'decoder\.dec_score_head\.(\d+)\.' + _WB, r'bbox_head.cls_branches.\1.\2'),
+    (r'decoder\.dec_score_head\.(\d+)\.' + _WB,
+     r'bbox_head.cls_branches.\1.\2'),
     (r'decoder\.dec_bbox_head\.(\d+)\.layers\.([012])\.' + _WB,
      lambda m: f'bbox_head.reg_branches.{m.group(1)}.{2 * int(m.group(2))}.'
      f'{m.group(3)}'),
@@ -132,7 +133,8 @@ RULES = [
      f'{m.group(2)}'),
 ]
 # buffers the official model derives from its config (recomputed here)
-DERIVED = (r'encoder\.pos_embed\d+', r'decoder\.anchors', r'decoder\.valid_mask')
+DERIVED = (r'encoder\.pos_embed\d+', r'decoder\.anchors',
+           r'decoder\.valid_mask')
 
 
 def map_key(key: str) -> str:
@@ -165,7 +167,7 @@ def official_state_dict(ckpt, key: str = 'auto') -> Dict[str, torch.Tensor]:
     return state['module'] if key == 'ema' else state
 
 
-def convert(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+def convert(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Official state dict -> mmeffattn.RTDETR state dict."""
     layers = {int(m.group(1)) for k in state
               for m in [re.match(r'decoder\.dec_score_head\.(\d+)\.', k)] if m}

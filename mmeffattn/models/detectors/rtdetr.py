@@ -21,15 +21,15 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.ops import MultiScaleDeformableAttention
 from mmdet.models.detectors import DINO
 from mmdet.models.detectors.deformable_detr import DeformableDETR
 from mmdet.models.layers.transformer import (CdnQueryGenerator,
-                                             DinoTransformerDecoder,
                                              DeformableDetrTransformerDecoder,
+                                             DinoTransformerDecoder,
                                              inverse_sigmoid)
 from mmdet.models.layers.transformer.utils import MLP
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
-from mmcv.ops import MultiScaleDeformableAttention
 from torch import Tensor
 
 from mmeffattn.registry import MODELS

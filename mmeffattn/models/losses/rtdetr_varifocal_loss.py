@@ -1,7 +1,6 @@
 """RT-DETR's IoU-aware varifocal loss."""
 from typing import Optional, Tuple
 
-import torch
 import torch.nn.functional as F
 from mmdet.models.losses import QualityFocalLoss
 from torch import Tensor

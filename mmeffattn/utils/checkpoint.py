@@ -182,6 +182,10 @@ def load_checkpoint_file(path: str, map_location='cpu', trust: bool = False):
         ) from exc
 
 
+def _count(keys: Sequence[str]) -> str:
+    return f'{len(keys)} key' + ('s' if len(keys) != 1 else '')
+
+
 def _names(keys: Sequence[str], num: int = 3) -> str:
     shown = ', '.join(keys[:num])
     return shown + (', ...' if len(keys) > num else '')
@@ -231,12 +235,12 @@ def load_state_dict_checked(model: torch.nn.Module, state_dict: dict,
     if strict and (missing or unexpected or mismatched):
         parts = []
         if missing:
-            parts.append(f'{len(missing)} missing keys ({_names(missing)})')
+            parts.append(f'{_count(missing)} missing ({_names(missing)})')
         if unexpected:
-            parts.append(f'{len(unexpected)} unexpected keys '
+            parts.append(f'{_count(unexpected)} unexpected '
                          f'({_names(unexpected)})')
         if mismatched:
-            parts.append(f'{len(mismatched)} keys of another shape, '
+            parts.append(f'{_count(mismatched)} of another shape, '
                          f'checkpoint vs model ({_names(shapes)})')
         raise CheckpointError(
             f'checkpoint {path} does not match the model: '

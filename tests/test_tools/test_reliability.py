@@ -208,7 +208,9 @@ def test_test_refuses_another_models_checkpoint(demo_cwd, tmp_path,
         test.main([CLS_CFG, other, '--work-dir', str(work)])
     msg = str(err.value)
     assert msg.startswith(f'checkpoint {other} does not match the model: ')
-    assert 'missing keys (backbone.' in msg and 'unexpected keys (' in msg
+    assert 'keys missing (backbone.' in msg and 'keys unexpected (' in msg
+    assert '1 key of another shape, checkpoint vs model (head.fc.weight: ' \
+        '(10, 256) vs (10, 512))' in msg
     assert msg.endswith('Pass --non-strict to evaluate it anyway.')
     assert not work.exists()
     # --non-strict passes the check (mmengine then loads what matches)

@@ -48,10 +48,11 @@ class FeatureModel(nn.Module):
         return tuple(out) if isinstance(out, (list, tuple)) else (out, )
 
 
-def build_model(config: str, checkpoint: str = None, cfg_options=None):
+def build_model(config: str, checkpoint: str = None, cfg_options=None,
+                trust: bool = False):
     from mmengine.config import Config
     import mmeffattn  # noqa: F401
-    from mmeffattn.utils import load_checkpoint_file
+    from mmeffattn.utils import load_checkpoint_file, load_state_dict_checked
     from mmeffattn.utils.launch import build_config_model
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file {config} does not exist')
@@ -60,8 +61,9 @@ def build_model(config: str, checkpoint: str = None, cfg_options=None):
         cfg.merge_from_dict(cfg_options)
     model = build_config_model(cfg)
     if checkpoint:
-        ckpt = load_checkpoint_file(checkpoint)
-        model.load_state_dict(ckpt.get('state_dict', ckpt))
+        ckpt = load_checkpoint_file(checkpoint, trust=trust)
+        load_state_dict_checked(model, ckpt.get('state_dict', ckpt),
+                                checkpoint)
     else:
         model.init_weights()
     return FeatureModel(model, cfg.get('default_scope', 'mmpretrain')).eval()
@@ -147,8 +149,11 @@ def main(argv=None):
     parser.add_argument('--opset', type=int, default=18)
     parser.add_argument('--atol', type=float, default=1e-4)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    from mmeffattn.utils import add_trust_argument
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
-    model = build_model(args.config, args.checkpoint, args.cfg_options)
+    model = build_model(args.config, args.checkpoint, args.cfg_options,
+                        args.trust_checkpoint)
     torch.manual_seed(0)
     x = export_input(torch.randn(args.batch_size, 3, *args.shape),
                      args.dynamic)

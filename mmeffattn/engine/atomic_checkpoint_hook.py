@@ -153,6 +153,38 @@ class AtomicCheckpointHook(CheckpointHook):
                 if path != self.last_ckpt:
                     self._remove(path)
 
+    def _publish_model(self, runner, ckpt_path: str) -> None:
+        """``published_keys``: the checkpoint with those keys only, named
+        ``<name>-<sha256[:8]>.pth`` after the file's own hash (mmengine
+        hashes the pickle instead, which the loader's name check refuses),
+        written atomically."""
+        import hashlib
+
+        import torch
+
+        from mmeffattn.utils.checkpoint import (load_checkpoint_file,
+                                                trusted_checkpoints)
+        if not is_main_process():
+            return
+        with trusted_checkpoints(runner.work_dir):
+            checkpoint = load_checkpoint_file(ckpt_path)
+        checkpoint = {k: v for k, v in checkpoint.items()
+                      if k in self.published_keys}
+        tmp = osp.splitext(ckpt_path)[0] + '.publish.tmp'
+        try:
+            torch.save(checkpoint, tmp)
+            _fsync(tmp)
+            with open(tmp, 'rb') as f:
+                sha = hashlib.sha256(f.read()).hexdigest()
+            final = osp.splitext(ckpt_path)[0] + f'-{sha[:8]}.pth'
+            os.replace(tmp, final)
+        except OSError as exc:
+            self._previous_ckpt = ckpt_path
+            self._fail(osp.splitext(ckpt_path)[0] + '-<sha256>.pth', tmp,
+                       exc)
+        runner.logger.info(f'The checkpoint ({ckpt_path}) is published to '
+                           f'{final}.')
+
     def _save_best_checkpoint(self, runner, metrics) -> None:
         """mmengine's best-checkpoint logic, with the new best saved
         atomically before the previous best is removed."""

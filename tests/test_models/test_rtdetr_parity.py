@@ -247,7 +247,9 @@ def _tiny_model(cfg):
                     group_cfg=dict(dynamic=True, num_groups=None,
                                    num_dn_queries=4)),
         train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[
-            dict(type='FocalLossCost', weight=2.0)])),
+            dict(type='FocalLossCost', weight=2.0, alpha=0.25, gamma=2.0),
+            dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+            dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
         test_cfg=dict(max_per_img=cfg['num_queries'])))
 
 
@@ -301,3 +303,52 @@ def test_golden_fixture_reproduces_the_official_outputs():
                                    atol=1e-12)
         torch.testing.assert_close(boxes[-1], ref['pred_boxes'], rtol=0,
                                    atol=1e-12)
+
+
+def test_golden_fixture_reproduces_the_official_losses_and_gradients():
+    """Our head's losses (matching layers and encoder top-k, no denoising)
+    on the fixture's predictions equal the official SetCriterion's, and so
+    do the gradients. mmdet's loss reduction divides by ``avg_factor +
+    float32 eps``: the box losses sit 2.4e-8 relative below the official
+    ones (5 boxes)."""
+    from mmdet.models.dense_heads import DeformableDETRHead
+    from mmengine.structures import InstanceData
+    fixture = torch.load(osp.join(DATA, 'fixture.pth'), weights_only=True)
+    ref = fixture['loss']
+    layers = ref['logits'].shape[0] - 1
+    cfg = dict(fixture['cfg'], num_decoder_layers=layers)
+    head = _tiny_model(cfg).bbox_head.double()
+    h, w = 64, 96
+    scale = torch.tensor([w, h, w, h], dtype=torch.float64)
+    gts = [InstanceData(bboxes=torch.cat([b[:, :2] - b[:, 2:] / 2,
+                                          b[:, :2] + b[:, 2:] / 2], -1) *
+                        scale, labels=lab)
+           for b, lab in zip(ref['gt_boxes'], ref['gt_labels'])]
+    metas = [dict(img_shape=(h, w))] * len(gts)
+    logits = ref['logits'].clone().requires_grad_()
+    boxes = ref['boxes'].clone().requires_grad_()
+    # DINOHead.loss_by_feat without its denoising part
+    losses = super(DeformableDETRHead, head).loss_by_feat(
+        logits[:layers], boxes[:layers], gts, metas)
+    enc = head.loss_by_feat_single(logits[layers], boxes[layers],
+                                   batch_gt_instances=gts,
+                                   batch_img_metas=metas)
+    losses.update(zip(('enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou'),
+                      enc))
+    names = dict(loss_vfl='loss_cls', loss_bbox='loss_bbox',
+                 loss_giou='loss_iou')
+    assert len(losses) == len(ref['losses'])
+    for key, value in ref['losses'].items():
+        base, _, aux = key.partition('_aux_')
+        ours = names[base]
+        if aux:
+            ours = (f'd{aux}.{ours}' if int(aux) < layers - 1 else
+                    f'enc_{ours}')
+        rtol = 1e-15 if base == 'loss_vfl' else 5e-8
+        torch.testing.assert_close(losses[ours].reshape(()), value.reshape(()),
+                                   rtol=rtol, atol=0)
+    sum(losses.values()).backward()
+    torch.testing.assert_close(logits.grad, ref['grad_logits'], rtol=0,
+                               atol=1e-15)
+    torch.testing.assert_close(boxes.grad, ref['grad_boxes'], rtol=5e-8,
+                               atol=0)

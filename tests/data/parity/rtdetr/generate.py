@@ -10,7 +10,8 @@ widths, fills every parameter and BN statistic with seeded random values
 (stored as float32, run in float64), runs both in eval and train mode
 (no denoising queries) on fixed multi-level features and saves
 ``fixture.pth``: the official-layout state dict (``encoder.*``,
-``decoder.*``), the inputs, the outputs and the commit. It also saves
+``decoder.*``), the inputs, the outputs, the official criterion's losses
+and gradients on fixed predictions (``loss``) and the commit. It also saves
 ``keys_r{18,50,101}.json.gz``: every state-dict entry of the full official
 models as their configs build them (name, shape, trainable), for the
 converter's and the optimiser groups' tests.
@@ -47,6 +48,49 @@ def import_official(root):
     from src.zoo.rtdetr.hybrid_encoder import HybridEncoder
     from src.zoo.rtdetr.rtdetr_decoder import RTDETRTransformer
     return HybridEncoder, RTDETRTransformer
+
+
+def official_losses():
+    """The official SetCriterion (VFL 1, L1 5, GIoU 2, focal Hungarian
+    matcher: rtdetr_r50vd.yml) on fixed fp64 predictions of 3 decoder
+    layers and the encoder's top-k: every loss and the gradients."""
+    src_dir = sys.modules['src'].__path__[0]
+    misc = types.ModuleType('src.misc')
+    misc.__path__ = [osp.join(src_dir, 'misc')]
+    sys.modules['src.misc'] = misc
+    from src.zoo.rtdetr.matcher import HungarianMatcher
+    from src.zoo.rtdetr.rtdetr_criterion import SetCriterion
+    num_classes, layers = CFG['num_classes'], 3
+    matcher = HungarianMatcher(
+        weight_dict=dict(cost_class=2, cost_bbox=5, cost_giou=2),
+        use_focal_loss=True, alpha=0.25, gamma=2.0)
+    criterion = SetCriterion(
+        matcher, weight_dict=dict(loss_vfl=1, loss_bbox=5, loss_giou=2),
+        losses=['vfl', 'boxes'], alpha=0.75, gamma=2.0,
+        num_classes=num_classes)
+    gen = torch.Generator().manual_seed(2)
+    shape = (layers + 1, CFG['batch'], 12)
+    logits = torch.randn(*shape, num_classes, generator=gen,
+                         dtype=torch.float64)
+    boxes = torch.cat([
+        torch.rand(*shape, 2, generator=gen, dtype=torch.float64) * .6 + .2,
+        torch.rand(*shape, 2, generator=gen, dtype=torch.float64) * .3 + .05
+    ], -1)
+    gt_boxes = [torch.tensor([[.3, .4, .2, .3], [.6, .5, .3, .2],
+                              [.5, .7, .1, .1]], dtype=torch.float64)[:n]
+                for n in (2, 3)]
+    gt_labels = [torch.tensor([1, 2, 0])[:n] for n in (2, 3)]
+    lg, bx = logits.clone().requires_grad_(), boxes.clone().requires_grad_()
+    out = dict(pred_logits=lg[layers - 1], pred_boxes=bx[layers - 1],
+               aux_outputs=[dict(pred_logits=lg[i], pred_boxes=bx[i])
+                            for i in list(range(layers - 1)) + [layers]])
+    losses = criterion(out, [dict(boxes=b, labels=lab)
+                             for b, lab in zip(gt_boxes, gt_labels)])
+    sum(losses.values()).backward()
+    return dict(logits=logits, boxes=boxes, gt_boxes=gt_boxes,
+                gt_labels=gt_labels,
+                losses={k: v.detach() for k, v in losses.items()},
+                grad_logits=lg.grad, grad_boxes=bx.grad)
 
 
 # the official configs (rtdetr_r{18,50,101}vd_6x_coco.yml): backbone
@@ -150,9 +194,12 @@ def main(root):
                 [a['pred_logits'] for a in res['aux_outputs']])
             out[mode]['aux_boxes'] = torch.stack(
                 [a['pred_boxes'] for a in res['aux_outputs']])
+    torch.set_grad_enabled(True)
+    loss = official_losses()
     commit = subprocess.check_output(
         ['git', '-C', root, 'rev-parse', 'HEAD'], text=True).strip()
     torch.save(dict(state_dict=state, feats=feats, outputs=out, cfg=CFG,
+                    loss=loss,
                     commit=commit,
                     repo='https://github.com/lyuwenyu/RT-DETR'),
                osp.join(HERE, 'fixture.pth'))

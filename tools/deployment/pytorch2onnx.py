@@ -152,6 +152,8 @@ def main(argv=None):
     from mmeffattn.utils import add_trust_argument
     add_trust_argument(parser)
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
     model = build_model(args.config, args.checkpoint, args.cfg_options,
                         args.trust_checkpoint)
     torch.manual_seed(0)

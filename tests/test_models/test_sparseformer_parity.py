@@ -69,3 +69,37 @@ def test_converter_names_a_key_that_does_not_map():
     ema = {'module.' + k: v for k, v in fixture['state_dict'].items()}
     picked = official_state_dict(dict(model={}, model_ema=ema))
     assert set(picked) == set(fixture['state_dict'])
+
+
+def test_converter_reads_an_official_training_checkpoint(tmp_path,
+                                                         monkeypatch):
+    """The Swin-codebase checkpoint pickles its yacs ``config``: it is read
+    weights-only (as data) and ``model_ema`` is picked."""
+    import types
+
+    from sparseformer_to_mmeffattn import load_official, official_state_dict
+    yacs, config = types.ModuleType('yacs'), types.ModuleType('yacs.config')
+
+    class CfgNode(dict):
+
+        def __init__(self, init=None):
+            super().__init__(init or {})
+            self.__dict__['__immutable__'] = True
+
+    CfgNode.__module__, CfgNode.__qualname__ = 'yacs.config', 'CfgNode'
+    config.CfgNode, yacs.config = CfgNode, config
+    monkeypatch.setitem(sys.modules, 'yacs', yacs)
+    monkeypatch.setitem(sys.modules, 'yacs.config', config)
+    weights = {'token_roi.weight': torch.rand(4, 4)}
+    path = tmp_path / 'ckpt_epoch_299.pth'
+    torch.save(dict(model={}, model_ema={'module.token_roi.weight':
+                                         weights['token_roi.weight']},
+                    epoch=299, config=CfgNode(dict(MODEL=CfgNode(
+                        dict(TYPE='sparseformer'))))), path)
+    monkeypatch.delitem(sys.modules, 'yacs.config')
+    monkeypatch.delitem(sys.modules, 'yacs')
+    ckpt = load_official(str(path))
+    assert ckpt['config']['MODEL']['TYPE'] == 'sparseformer'
+    state = official_state_dict(ckpt)
+    torch.testing.assert_close(state['token_roi.weight'],
+                               weights['token_roi.weight'])

@@ -13,9 +13,9 @@ What a training step keeps on a GPU, by parts:
 
 Not counted: the transient buffers of backward (a few layers' worth), the
 CUDA context and allocator slack; the 70 GB bar of configs/*/README.md leaves
-10 GB of an 80 GB GPU for them. SASA's CPU kernel saves its attention
-weights while the GPU path (halo) saves only q, k and v, so the figure is an
-upper bound for SASA on GPU.
+10 GB of an 80 GB GPU for them. SASA's op keeps only q, k and v for
+backward on both paths (the CPU kernel and the halo GEMMs recompute the
+attention weights).
 """
 from typing import Dict, Optional, Tuple
 

@@ -89,22 +89,30 @@ class AlterNet(EffAttnBackbone):
 
     Args:
         depth (int): 50 or 101 (blocks (3, 4, 6, 4) / (3, 4, 23, 4), MSA
-            blocks (0, 1, 3, 2), heads (3, 6, 12, 24)).
-        window_size (int): attention window; 7 for ImageNet, 4 for small
-            (e.g. 32x32) inputs. Defaults to 7.
-        head_dim (int): channels per head. Defaults to 64.
-        base_channels (int): stem width; stage ``i`` outputs
+            blocks (0, 1, 3, 2), heads (3, 6, 12, 24)). Defaults to 50.
+        window_size (int): attention window, >= 1; 7 for ImageNet, 4 for
+            small (e.g. 32x32) inputs. Defaults to 7.
+        head_dim (int): channels per head, >= 1. Defaults to 64.
+        base_channels (int): stem width, >= 1; stage ``i`` outputs
             ``4 * base * 2**i`` channels. Defaults to 64.
-        num_heads (Sequence[int], optional): heads per stage, overriding the
-            depth's (3, 6, 12, 24).
-        drop_path_rate (float): stochastic depth, linear over the blocks.
-        out_indices (Sequence[int]): stages to output. Defaults to (3, ).
+        num_heads (Sequence[int], optional): 4 heads per stage (ints >= 1),
+            overriding the depth's (3, 6, 12, 24). Defaults to None.
+        in_channels (int): input channels, >= 1. Defaults to 3.
+        drop_path_rate (float): stochastic depth in [0, 1], linear over
+            the blocks. Defaults to 0.
+        out_indices (int | Sequence[int]): stages to output, in [-4, 3]
+            (negative: from the last, as mmpretrain). Defaults to (3, ).
             Each output goes through its own BN-ReLU (the network is
             pre-activation: the last one is the classifier's BN-ReLU).
         frozen_stages (int): as mmpretrain's ResNet: -1 nothing frozen, 0
             the stem, ``k`` in [1, 4] the stem and ``layer1`` ..
             ``layer{k}`` (with their output BN-ReLUs). Defaults to -1.
+        norm_cfg (dict): norm of the blocks. Defaults to
+            ``dict(type='BN', requires_grad=True)``.
         norm_eval (bool): keep BN layers in eval mode while training.
+            Defaults to False.
+        init_cfg (dict | list, optional): initialisation; ``Pretrained``
+            with ``prefix='backbone.'`` loads a classifier's backbone.
 
     Shapes:
         x: (B, 3, H, W) -> tuple of (B, 4 * base * 2**i, H / 2**(i+2),

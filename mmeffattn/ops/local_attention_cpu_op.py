@@ -6,7 +6,7 @@ implementations and autograd, so ``torch.compile`` keeps them in its graph
 (no graph break), and a jit trace (the FLOP counter) sees one node. The
 extension is built (or loaded) when the op first runs, never while tracing.
 """
-from typing import List, Tuple
+from typing import List
 
 import torch
 from torch import Tensor

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from conftest import DEMO, TOOLS
 
+
 def test_every_demo_config_has_an_input_size():
     """Without the demo data: the digits keep their generator's 32 x 32."""
     from mmengine.config import Config
@@ -23,7 +24,8 @@ def test_every_demo_config_has_an_input_size():
     for path in configs:
         height, width = config_input_shape(Config.fromfile(path))
         assert height >= 32 and width >= 32, path
-    cfg = Config.fromfile(osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py'))
+    name = 'setformer-demo_1xb64-30e_digits.py'
+    cfg = Config.fromfile(osp.join(DEMO, name))
     assert config_input_shape(cfg) == (32, 32)
 
 
@@ -34,8 +36,9 @@ def test_get_memory_names_an_unmeasurable_config_in_one_line(tmp_path):
     sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
     from get_memory import MeasureError, measure
     bad = tmp_path / 'no-size.py'
+    base = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
     bad.write_text(
-        f"_base_ = ['{osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')}']\n"
+        f"_base_ = ['{base}']\n"
         "train_dataloader = dict(dataset=dict(data_root='elsewhere/'))\n")
     args = argparse.Namespace(shape=None, batch_size=None, downscale=1,
                               cfg_options=None)

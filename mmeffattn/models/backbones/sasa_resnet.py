@@ -150,7 +150,8 @@ class SASAResNet(EffAttnBackbone):
             check_divisible(owner, 'base_channels', base_channels,
                             '2 * stem_heads', 2 * stem_heads)
         if stem not in ('attention', 'conv'):
-            raise ValueError(f"stem must be 'attention' or 'conv', got {stem!r}")
+            raise ValueError(f'SASAResNet: stem={stem!r} is invalid; it must '
+                             "be 'attention' or 'conv'")
         out_indices = check_out_indices(owner, out_indices, 4)
         check_frozen_stages(owner, frozen_stages, 4)
         self.depth, self.out_indices = depth, out_indices

@@ -75,3 +75,6 @@ val_cfg = dict()
 test_cfg = dict()
 # lr 2.5e-4 is for 8 GPUs x 32 images; --auto-scale-lr rescales it linearly
 auto_scale_lr = dict(base_batch_size=256)
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

@@ -16,3 +16,6 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
                       prefix='backbone.')))
 train_dataloader = dict(batch_size=2)
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

@@ -11,3 +11,6 @@ custom_hooks = [
     dict(type='mmeffattn.LinearAngularAuxAnnealHook', start_weight=1.0,
          end=0.75),
 ]
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

@@ -9,3 +9,6 @@ model = dict(backbone=dict(type='mmeffattn.CastlingViT'))
 
 custom_hooks = [dict(type='mmeffattn.LinearAngularAuxAnnealHook',
                      start_weight=1.0, end=0.75)]
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

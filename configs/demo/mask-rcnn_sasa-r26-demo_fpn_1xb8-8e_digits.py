@@ -56,5 +56,6 @@ param_scheduler = [
          milestones=[6], gamma=0.1),
 ]
 default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=4, max_keep_ckpts=1))
+                     checkpoint=dict(type='mmeffattn.AtomicCheckpointHook',
+                                     interval=4, max_keep_ckpts=1))
 randomness = dict(seed=0)

@@ -44,7 +44,8 @@ param_scheduler = [
          milestones=[12, 15], gamma=0.1),
 ]
 default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=4, max_keep_ckpts=1))
+                     checkpoint=dict(type='mmeffattn.AtomicCheckpointHook',
+                                     interval=4, max_keep_ckpts=1))
 randomness = dict(seed=0)
 tta_model = dict(
     type='DetTTAModel',

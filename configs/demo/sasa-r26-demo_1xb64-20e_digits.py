@@ -83,7 +83,8 @@ auto_scale_lr = dict(base_batch_size=64)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))
+    checkpoint=dict(type='mmeffattn.AtomicCheckpointHook',
+                    interval=5, max_keep_ckpts=1))
 randomness = dict(seed=0, deterministic=False)
 
 tta_model = dict(type='AverageClsScoreTTA')

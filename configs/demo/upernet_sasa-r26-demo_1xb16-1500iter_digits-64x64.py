@@ -83,7 +83,8 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=1500,
                  val_interval=500)
 default_hooks = dict(logger=dict(interval=50),
-                     checkpoint=dict(by_epoch=False, interval=500,
+                     checkpoint=dict(type='mmeffattn.AtomicCheckpointHook',
+                                     by_epoch=False, interval=500,
                                      max_keep_ckpts=1))
 randomness = dict(seed=0)
 # `tools/test.py --tta`: scales 0.75-1.25 of the 64x64 canvas (no flips)

@@ -160,3 +160,6 @@ custom_hooks = [
          gamma=2000, update_buffers=True, priority=49)
 ]
 auto_scale_lr = dict(base_batch_size=16)
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

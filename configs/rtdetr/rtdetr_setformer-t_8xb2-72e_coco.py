@@ -36,3 +36,6 @@ optim_wrapper = dict(
         '.anchors': dict(decay_mult=0.0),
         '.pos_log_sigma': dict(decay_mult=0.0),
     }))
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

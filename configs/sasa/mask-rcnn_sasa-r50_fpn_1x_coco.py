@@ -15,3 +15,6 @@ model = dict(
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
                       prefix='backbone.')))
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

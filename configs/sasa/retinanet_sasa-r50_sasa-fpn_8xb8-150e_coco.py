@@ -63,3 +63,6 @@ tta_pipeline = [
                                       'img_shape', 'scale_factor', 'flip',
                                       'flip_direction'))]])
 ]
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

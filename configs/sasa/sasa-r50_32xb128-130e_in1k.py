@@ -39,3 +39,6 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=4096)
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

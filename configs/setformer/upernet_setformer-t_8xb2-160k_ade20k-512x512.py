@@ -36,3 +36,6 @@ param_scheduler = [
          by_epoch=False),
 ]
 train_dataloader = dict(batch_size=2)
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

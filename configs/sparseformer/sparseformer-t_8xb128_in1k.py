@@ -21,3 +21,6 @@ optim_wrapper = dict(
         '.token_roi': dict(decay_mult=0.0),
     }))
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

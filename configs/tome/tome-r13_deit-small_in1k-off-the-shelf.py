@@ -8,3 +8,6 @@ _base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
 model = dict(
     backbone=dict(type='mmeffattn.ToMeVisionTransformer', tome_r=13,
                   prop_attn=True))
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

@@ -12,3 +12,6 @@ _base_ = 'mmpretrain::vision_transformer/vit-base-p16_32xb128-mae_in1k.py'
 model = dict(
     backbone=dict(type='mmeffattn.ToMeVisionTransformer', tome_r=13,
                   prop_attn=True))
+
+# checkpoints are written atomically, never losing the previous one
+default_hooks = dict(checkpoint=dict(type='mmeffattn.AtomicCheckpointHook'))

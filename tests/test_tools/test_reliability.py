@@ -250,3 +250,14 @@ def test_failed_start_leaves_no_folder(demo_cwd, tmp_path):
     assert proc.returncode != 0
     assert 'Invalid learning rate: -1' in proc.stderr.splitlines()[-1]
     assert not work.exists()
+
+
+def test_every_shipped_config_names_the_atomic_checkpoint_hook():
+    """So upstream's own tools/train.py saves atomically too."""
+    from mmengine.config import Config
+    configs = [p for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
+               if '_base_' not in p]
+    plain = [osp.relpath(p, REPO) for p in configs
+             if Config.fromfile(p).default_hooks.checkpoint.get('type') !=
+             'mmeffattn.AtomicCheckpointHook']
+    assert not plain, f'configs with a plain CheckpointHook: {plain}'

@@ -9,8 +9,9 @@ import torch.nn as nn
 from mmcv.cnn.bricks.drop import drop_path
 from mmengine.model import BaseModule, ModuleList
 
-from mmeffattn.models.utils import (EffAttnBackbone, check_frozen_stages,
-                                    check_int, check_number, check_square)
+from mmeffattn.models.utils import (EffAttnBackbone, check_divisible,
+                                    check_frozen_stages, check_int,
+                                    check_number, check_square)
 from mmeffattn.ops.sparse_sampling import (adaptive_mixing,
                                            roi_sampling_points, sample_points)
 from mmeffattn.registry import MODELS
@@ -268,9 +269,13 @@ class SparseFormer(EffAttnBackbone):
         check_number(owner, 'drop_path_rate', drop_path_rate, 0, 1)
         check_frozen_stages(owner, frozen_stages, 2)
         dims = tuple(arch['embed_dims'])
-        if len(dims) != 2 or any(d % h for d, h in zip(dims, heads)):
-            raise ValueError(f'embed_dims {dims} must be 2 widths divisible '
-                             f'by num_heads={num_heads}')
+        if len(dims) != 2:
+            raise ValueError(f'SparseFormer: arch.embed_dims={dims} is '
+                             'invalid; it must be 2 widths')
+        for k, (width, h) in enumerate(zip(dims, heads)):
+            check_divisible(owner, f'arch.embed_dims[{k}]', width,
+                            f'num_heads[{k}]' if not isinstance(
+                                num_heads, int) else 'num_heads', h)
         self.in_channels, self.out_type = in_channels, out_type
         self.num_tokens, self.embed_dims = arch['num_tokens'], dims
         self.focus_iters = focus_iters

@@ -2,7 +2,8 @@
 
 ``MODELS`` and ``HOOKS`` are children of mmengine's root registries with their
 own scope, so any OpenMMLab toolbox config can name our classes as
-``type='mmeffattn.SeTformer'`` or ``type='mmeffattn.LinearAngularAuxAnnealHook'``
+``type='mmeffattn.SeTformer'`` or
+``type='mmeffattn.LinearAngularAuxAnnealHook'``
 without ``custom_imports``: mmengine imports ``mmeffattn.registry`` for the
 ``mmeffattn.`` prefix, and ``locations`` then imports the package that
 registers them.

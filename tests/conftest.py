@@ -11,7 +11,8 @@ DEMO = osp.join(REPO, 'configs', 'demo')
 CLS_CFG = osp.join(DEMO, 'sasa-r26-demo_1xb64-20e_digits.py')
 RETINA_CFG = osp.join(DEMO, 'retinanet_sasa-r26-demo_fpn_1xb8-16e_digits.py')
 MASK_CFG = osp.join(DEMO, 'mask-rcnn_sasa-r26-demo_fpn_1xb8-8e_digits.py')
-SEG_CFG = osp.join(DEMO, 'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64.py')
+SEG_CFG = osp.join(DEMO,
+                   'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64.py')
 SET_CFG = osp.join(DEMO, 'setformer-demo_1xb64-30e_digits.py')
 
 
@@ -41,7 +42,8 @@ def published_checkpoint(name):
 
 
 def run_tool(args, cwd, env=None, check=True, timeout=900):
-    """Run ``python tools/<args>`` (or a .sh) in ``cwd``; return the process."""
+    """Run ``python tools/<args>`` (or a .sh) in ``cwd``; return the
+    process."""
     full_env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
                     PYTHON=sys.executable)
     full_env.update(env or {})

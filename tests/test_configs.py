@@ -18,14 +18,14 @@ import os.path as osp
 
 import pytest
 import torch
-
 from conftest import REPO, assert_every_parameter_gets_a_gradient
 
 # every config folder but _base_ and demo is a family: a new folder is
 # discovered, never silently skipped
 FAMILIES = tuple(sorted(
     f for f in os.listdir(osp.join(REPO, 'configs'))
-    if osp.isdir(osp.join(REPO, 'configs', f)) and f not in ('_base_', 'demo')))
+    if osp.isdir(osp.join(REPO, 'configs', f))
+    and f not in ('_base_', 'demo')))
 CONFIGS = sorted(p for f in FAMILIES
                  for p in glob.glob(osp.join(REPO, 'configs', f, '*.py')))
 DEMO_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
@@ -186,6 +186,7 @@ def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,
                                      monkeypatch):
     from mmengine.config import Config
     from mmengine.runner import Runner
+
     import mmeffattn  # noqa: F401
     cfg = Config.fromfile(config)
     point_at_demo(cfg, osp.join(demo_cwd, 'data', 'demo'))
@@ -220,6 +221,7 @@ def test_demo_config_gives_every_parameter_a_gradient(config, demo_cwd,
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import Runner
+
     import mmeffattn  # noqa: F401
     cfg = Config.fromfile(config)
     monkeypatch.chdir(demo_cwd)
@@ -243,6 +245,7 @@ def test_gradient_guard_names_a_parameter_at_a_zero_gradient_saddle(
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import Runner
+
     import mmeffattn  # noqa: F401
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo',
                                    'sparseformer-demo_1xb64-30e_digits.py'))
@@ -266,6 +269,7 @@ def test_gradient_guard_names_an_unused_parameter(demo_cwd, monkeypatch):
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import Runner
+
     import mmeffattn  # noqa: F401
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo',
                                    'sasa-r26-demo_1xb64-20e_digits.py'))

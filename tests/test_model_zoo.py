@@ -8,9 +8,8 @@ import re
 import pytest
 import torch
 import yaml
-from mmengine.config import Config
-
 from conftest import REPO
+from mmengine.config import Config
 
 METAFILES = sorted(glob.glob(osp.join(REPO, 'configs', '*', 'metafile.yml')))
 

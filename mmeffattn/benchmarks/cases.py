@@ -1,4 +1,6 @@
-"""One benchmark case per process: ``python -m mmeffattn.benchmarks.cases --case JSON``.
+"""One benchmark case per process.
+
+    python -m mmeffattn.benchmarks.cases --case JSON
 
 Prints one JSON line: fwd and fwd+bwd median ms (with the min and max of the
 repeats) and the fwd+bwd peak memory; round-robin kinds ('vit', 'backbones',
@@ -15,8 +17,7 @@ import time
 import torch
 import torch.nn as nn
 
-from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib,
-                                       tensor_peak_mib,
+from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib, tensor_peak_mib,
                                        time_round_robin, time_samples)
 
 
@@ -41,7 +42,8 @@ class SASALayer(nn.Module):
         self.k, self.heads, self.impl = kernel_size, heads, impl
 
     def forward(self, x):
-        from mmeffattn.ops import local_attention2d_qkv, local_attention2d_unfold
+        from mmeffattn.ops import (local_attention2d_qkv,
+                                   local_attention2d_unfold)
         qkv = self.qkv(x)
         if self.impl == 'ours':
             return local_attention2d_qkv(qkv, self.heads, self.rel_row,
@@ -124,6 +126,7 @@ def build_vit_case(case):
     ``tome_r``; r=0 is mmpretrain's ViT), 'castling' or 'deit' (mmpretrain's
     VisionTransformer) of ``arch``."""
     from mmpretrain.models.backbones import VisionTransformer
+
     from mmeffattn.models import CastlingViT, ToMeVisionTransformer
     common = dict(arch=case['arch'], img_size=case['H'], patch_size=16)
     impl = case['impl']

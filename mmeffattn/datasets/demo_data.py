@@ -1,6 +1,7 @@
-"""Embedded demo data: three real-format datasets made from scikit-learn's digits.
+"""Embedded demo data: three real-format datasets from scikit-learn's digits.
 
-scikit-learn ships the UCI handwritten digits (1,797 real 8x8 scans, 10 classes).
+scikit-learn ships the UCI handwritten digits (1,797 real 8x8 scans, 10
+classes).
 :func:`generate_demo_data` turns them, deterministically, into
 
 * ``cls/``: ImageNet-style classification (``train/<class>/*.png``,
@@ -36,7 +37,8 @@ SEG_PALETTE = [[0, 0, 0]] + [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256]
 VAL_FRACTION = 0.2
 
 
-def load_digits_split(seed: int = 0) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+def load_digits_split(
+        seed: int = 0) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """Digits as float images in [0, 1], split into disjoint train / val.
 
     Returns:
@@ -85,7 +87,8 @@ def _make_classification(root: str, splits, image_size: int,
 
 def _place_digits(rng, images, labels, canvas_size: int,
                   digit_range: Tuple[int, int], max_digits: int):
-    """One canvas: (RGB uint8 (S, S, 3), instances [(label, intensity map)])."""
+    """One canvas: (RGB uint8 (S, S, 3), instances [(label, intensity
+    map)])."""
     canvas = rng.uniform(0, 40, (canvas_size, canvas_size, 3))
     occupied = np.zeros((canvas_size, canvas_size), bool)
     instances = []

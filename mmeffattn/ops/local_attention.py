@@ -5,7 +5,8 @@ For each pixel ``(i, j)`` and head, a softmax over its ``k x k`` neighbourhood
 where ``r`` concatenates a learned row-offset embedding and a learned
 column-offset embedding (``d/2`` channels each)::
 
-    out_ij = sum_{ab in N(i,j)} softmax_ab(scale * q_ij . (k_ab + r_{a-i,b-j})) v_ab
+    out_ij = sum_{ab in N(i,j)}
+             softmax_ab(scale * q_ij . (k_ab + r_{a-i,b-j})) v_ab
 
 Borders (the SASA paper is silent; see docs/sasa.md):
 
@@ -84,7 +85,8 @@ def _window_index(block: int, kernel_size: int, device) -> torch.Tensor:
 
 
 def _block_mask(block: int, kernel_size: int, height: int, width: int,
-                n_h: int, n_w: int, border: str, dtype, device) -> torch.Tensor:
+                n_h: int, n_w: int, border: str, dtype,
+                device) -> torch.Tensor:
     """Additive mask (n_blocks or 1, b^2, halo^2): 0 where a key counts."""
     halo = block + kernel_size - 1
     off = _window_index(block, kernel_size, device)
@@ -315,7 +317,8 @@ def local_attention2d_qkv(qkv: torch.Tensor, num_heads: int,
 
 def local_attention2d_flops(q_shape: Tuple[int, ...], kernel_size: int) -> int:
     """Multiply-adds of the op as the paper counts them (k^2 window only):
-    ``q.k`` and ``attn.v`` (k^2 d each) plus ``q.r`` (k d) per pixel and head."""
+    ``q.k`` and ``attn.v`` (k^2 d each) plus ``q.r`` (k d) per pixel and
+    head."""
     bsz, heads, height, width, d = q_shape
     return bsz * heads * height * width * d * (2 * kernel_size**2 +
                                                kernel_size)

@@ -15,8 +15,8 @@ import torch
 
 from .export import is_exporting
 from .set_nystrom_cpu import SeTNystromKernel, use_nystrom_kernel
-from .sinkhorn_iterates import (gibbs_kernel, scaling_backward,
-                                scaling_iterates)
+from .sinkhorn_iterates import gibbs_kernel, scaling_backward, scaling_iterates
+
 
 def _marginals(kern, mask):
     n, m = kern.shape[-2:]

@@ -6,7 +6,6 @@ from typing import Optional
 import torch
 
 
-
 def _check_schedule(num_iters: int, last: str) -> None:
     if num_iters < 1:
         raise ValueError(f'num_iters must be >= 1, got {num_iters}')
@@ -28,6 +27,7 @@ def _alternate(row_update, col_update, col_state, num_iters: int,
             col_state = col_update(row_state)
             row_state = row_update(col_state)
     return row_state, col_state
+
 
 def sinkhorn_log(log_kernel: torch.Tensor,
                  num_iters: int,

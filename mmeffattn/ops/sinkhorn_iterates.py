@@ -96,8 +96,8 @@ def scaling_iterates(kern: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
 
     u, v = _alternate(rows_update, cols_update, torch.ones_like(b),
                       num_iters, last)
-    stack = [torch.stack(list(x)) for x in (*zip(*steps['row']),
-                                             *zip(*steps['col']))]
+    stack = [torch.stack(list(x))
+             for x in (*zip(*steps['row']), *zip(*steps['col']))]
     return u, v, SinkhornTrace(*stack)
 
 

@@ -1,12 +1,9 @@
-import json
 import os
 import os.path as osp
 
 import numpy as np
-import pytest
 
-from mmeffattn.datasets import (CLASSES, generate_demo_data,
-                                load_digits_split)
+from mmeffattn.datasets import CLASSES, load_digits_split
 
 
 def test_split_is_disjoint_and_deterministic():
@@ -26,8 +23,8 @@ def test_formats(demo_cwd):
     assert len(lines) == 2 * 128 and osp.isfile(osp.join(root, 'cls',
                                                          lines[0]))
     # COCO json, validated by pycocotools
-    from pycocotools.coco import COCO
     from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
     ann = osp.join(root, 'det', 'annotations', 'instances_val.json')
     coco = COCO(ann)
     assert len(coco.getImgIds()) == 8

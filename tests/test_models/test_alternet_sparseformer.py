@@ -3,8 +3,8 @@ import os.path as osp
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from mmeffattn.models.backbones import AlterNet, SparseFormer
 from mmeffattn.models.backbones.alternet import MSABlock, PreActBottleneck
 

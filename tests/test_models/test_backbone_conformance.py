@@ -364,10 +364,10 @@ def test_bad_arguments_refused_at_build(name, kwargs, match):
 
 def test_kernel_size_4_fails_when_the_config_is_built():
     """Not at the first forward, after the work dir is written."""
+    from conftest import CLS_CFG
     from mmengine.config import Config
 
     from mmeffattn.utils.launch import build_config_model
-    from conftest import CLS_CFG
     cfg = Config.fromfile(CLS_CFG)
     cfg.merge_from_dict({'model.backbone.kernel_size': 4})
     with pytest.raises(ValueError, match='kernel_size=4 is invalid'):

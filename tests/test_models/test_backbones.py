@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmeffattn.models import (AttentionStem, LocalSelfAttention2d,
-                              SASAResNet, SeTformer)
+from mmeffattn.models import (AttentionStem, LocalSelfAttention2d, SASAResNet,
+                              SeTformer)
 
 
 def n_params(m):

@@ -114,7 +114,8 @@ def test_castling_vit_loads_deit_weights_but_dconv():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match='divisible by num_heads'):
         LinearAngularAttention(10, 3)
-    with pytest.raises(ValueError, match='dconv_kernel=4 is invalid; it must be an odd'):
+    with pytest.raises(ValueError,
+                       match='dconv_kernel=4 is invalid; it must be an odd'):
         LinearAngularAttention(12, 3, dconv_kernel=4)
     with pytest.raises(ValueError, match='layer scale'):
         CastlingViT(arch='deit-tiny', layer_scale_init_value=0.1)

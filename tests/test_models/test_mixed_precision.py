@@ -6,8 +6,8 @@ import os.path as osp
 
 import pytest
 import torch
-
 from conftest import CLS_CFG, REPO, SET_CFG
+
 from mmeffattn.ops import local_attention2d
 
 # (demo config, backbone options): each backbone in a training step of its
@@ -26,6 +26,7 @@ def _classifier_and_batch(config, backbone_opts, cwd):
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import Runner
+
     from mmeffattn.utils import load_checkpoint_file
     cfg = Config.fromfile(config)
     cfg.model.backbone.update(backbone_opts)

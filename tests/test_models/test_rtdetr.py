@@ -6,13 +6,12 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import REPO
 
 pytest.importorskip('mmdet')
 
-from mmeffattn.models.losses import (RTDETRVarifocalLoss,  # noqa: E402
-                                     rtdetr_varifocal_target)
+from mmeffattn.models.losses import RTDETRVarifocalLoss  # noqa: E402
+from mmeffattn.models.losses import rtdetr_varifocal_target  # noqa: E402
 from mmeffattn.models.necks import HybridEncoder  # noqa: E402
 from mmeffattn.models.necks.hybrid_encoder import \
     sincos_position_embedding_2d  # noqa: E402
@@ -101,9 +100,10 @@ def test_query_selection_by_hand():
 
 
 def _small_rtdetr():
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
+
     import mmeffattn  # noqa: F401
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo',
                                    'rtdetr_r18vd-demo_1xb8-24e_digits.py'))
@@ -138,6 +138,7 @@ def test_anchor_validity_by_hand():
 
 def test_deformable_attention_macs_are_counted():
     from mmcv.ops import MultiScaleDeformableAttention
+
     from mmeffattn.utils.flops import (count_complexity,
                                        deformable_attention_macs)
 

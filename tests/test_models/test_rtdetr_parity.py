@@ -22,7 +22,6 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import REPO
 
 DATA = osp.join(REPO, 'tests', 'data', 'parity', 'rtdetr')
@@ -207,9 +206,9 @@ def test_converter_names_an_unmapped_key(tmp_path):
 
 
 def _tiny_model(cfg):
-    import mmeffattn  # noqa: F401
     from mmengine.registry import init_default_scope
 
+    import mmeffattn  # noqa: F401
     from mmeffattn.registry import MODELS
     d, heads = cfg['hidden_dim'], cfg['num_heads']
     init_default_scope('mmdet')

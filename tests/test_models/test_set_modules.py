@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import assert_same_set_attention
+
 from mmeffattn.models import SeTAttention
 
 

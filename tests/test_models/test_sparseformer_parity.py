@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
 
 FIXTURE = osp.join(REPO, 'tests', 'data', 'parity', 'sparseformer',

@@ -28,7 +28,8 @@ def brute_force(q, k, v, rel_row, rel_col, kernel_size, border, scale=None):
                     logits.append((s * q[:, :, i, j] * (key + rel)).sum(-1))
                     values.append(val)
             attn = torch.stack(logits, -1).softmax(-1)  # (B,h,n)
-            out[:, :, i, j] = (attn[..., None] * torch.stack(values, -2)).sum(-2)
+            out[:, :, i, j] = (attn[..., None] *
+                               torch.stack(values, -2)).sum(-2)
     return out
 
 

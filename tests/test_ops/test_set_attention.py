@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from conftest import assert_same_set_attention
 
-from mmeffattn.ops import (grid_positions, gaussian_sphere_kernel,
+from mmeffattn.ops import (gaussian_sphere_kernel, grid_positions,
                            nystrom_features, positional_log_penalty,
                            set_attention)
 from mmeffattn.ops.cpu_extension import cpu_extension_available

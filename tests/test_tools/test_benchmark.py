@@ -69,6 +69,7 @@ def test_backbone_round_robin_reports_train_and_inference():
 
 def test_unknown_backbone_is_named():
     import pytest
+
     from mmeffattn.benchmarks.set_cases import build_backbone_case
     with pytest.raises(ValueError, match="'vgg'"):
         build_backbone_case(dict(impl='vgg', B=1, H=32, W=32))

@@ -10,7 +10,6 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import DEMO, TOOLS
 
 
@@ -117,11 +116,11 @@ def test_two_inferencers_in_one_process():
     leaves its default scope; the pattern of docs/get_started.md builds
     mmpretrain's next to it."""
     import numpy as np
+    from conftest import published_checkpoint
     from mmengine.registry import DefaultScope
     from mmpretrain import ImageClassificationInferencer
 
     import mmeffattn  # noqa: F401
-    from conftest import published_checkpoint
     name = 'sasa-r26-demo_1xb64-20e_digits'
     args = (osp.join(DEMO, name + '.py'), )
     kwargs = dict(pretrained=published_checkpoint(name), device='cpu')

@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import CLS_CFG, REPO, RETINA_CFG, SET_CFG
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'deployment'))
@@ -14,8 +13,7 @@ onnx = pytest.importorskip('onnx', reason='requirements/optional.txt')
 pytest.importorskip('onnxruntime', reason='requirements/optional.txt')
 pytest.importorskip('onnxscript', reason='requirements/optional.txt')
 
-from pytorch2onnx import (ExportError, build_model, check_onnx,  # noqa
-                          export)
+from pytorch2onnx import ExportError, build_model, check_onnx, export  # noqa
 
 CASES = {'sasa-cls': (CLS_CFG, 32), 'setformer-cls': (SET_CFG, 32),
          'retinanet-sasa': (RETINA_CFG, 64)}

@@ -4,7 +4,6 @@ import os.path as osp
 
 import pytest
 import torch
-
 from conftest import CLS_CFG, TOOLS, run_tool
 
 

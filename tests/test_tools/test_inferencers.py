@@ -4,7 +4,6 @@ import json
 import os.path as osp
 
 import pytest
-
 from conftest import DEMO, published_checkpoint
 
 pytest.importorskip('mmdet')
@@ -13,11 +12,13 @@ pytest.importorskip('mmdet')
 def test_image_classification_inferencer(demo_cwd):
     from mmengine.registry import init_default_scope
     from mmpretrain import ImageClassificationInferencer
+
     import mmeffattn  # noqa: F401
     init_default_scope('mmpretrain')  # earlier tests may leave mmdet's
     name = 'sasa-r26-demo_1xb64-20e_digits'
     inferencer = ImageClassificationInferencer(
-        osp.join(DEMO, name + '.py'), pretrained=published_checkpoint(name), device='cpu')
+        osp.join(DEMO, name + '.py'), pretrained=published_checkpoint(name),
+        device='cpu')
     root = osp.join(demo_cwd, 'data', 'demo', 'cls')
     lines = open(osp.join(root, 'meta', 'val.txt')).read().split('\n')[:20]
     paths, labels = zip(*(line.split() for line in lines))
@@ -29,11 +30,13 @@ def test_image_classification_inferencer(demo_cwd):
 
 def test_det_inferencer_retinanet(demo_cwd, monkeypatch):
     from mmdet.apis import DetInferencer
+
     import mmeffattn  # noqa: F401
     monkeypatch.chdir(demo_cwd)    # the config's backbone init path
     name = 'retinanet_sasa-r26-demo_fpn_1xb8-16e_digits'
     inferencer = DetInferencer(model=osp.join(DEMO, name + '.py'),
-                               weights=published_checkpoint(name), device='cpu')
+                               weights=published_checkpoint(name),
+                               device='cpu')
     root = osp.join('data', 'demo', 'det')
     coco = json.load(open(osp.join(root, 'annotations',
                                    'instances_val.json')))
@@ -52,6 +55,7 @@ def test_mmseg_inferencer_upernet(demo_cwd, monkeypatch):
     import cv2
     import numpy as np
     from mmseg.apis import MMSegInferencer
+
     import mmeffattn  # noqa: F401
     monkeypatch.chdir(demo_cwd)    # the config's backbone init path
     name = 'upernet_sasa-r26-demo_1xb16-1500iter_digits-64x64'

@@ -1,12 +1,11 @@
+import hashlib
 import os.path as osp
 import re
-import hashlib
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from conftest import CLS_CFG, RETINA_CFG, TOOLS, run_tool
 
 
@@ -34,6 +33,7 @@ def test_publish_then_init_detector_backbone(trained_cls, tmp_path):
     # the published classifier initialises a detector's backbone
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
+
     import mmeffattn  # noqa: F401
     cfg = Config.fromfile(RETINA_CFG)
     cfg.model.backbone.stem = 'attention'  # as the classifier
@@ -88,10 +88,11 @@ def test_detection_config_finds_freshly_published_classifier(tmp_path,
     checkpoints/setformer-t_8xb128_in1k.pth; publish_model.py writes
     ..._<date>-<sha>.pth. Without renaming, the detector's backbone loads
     it (and through the documented --cfg-options override too)."""
+    from conftest import REPO
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
+
     import mmeffattn  # noqa: F401
-    from conftest import REPO
     cls_cfg = Config.fromfile(osp.join(REPO, 'configs', 'setformer',
                                        'setformer-t_8xb128_in1k.py'))
     init_default_scope('mmpretrain')
@@ -127,7 +128,8 @@ def test_detection_config_finds_freshly_published_classifier(tmp_path,
         for k, v in src.items():
             if k in after:  # the classifier's norm3 and all the body
                 torch.testing.assert_close(after[k], v)
-        changed = [k for k in src if k in after and after[k].is_floating_point()
+        changed = [k for k in src
+                   if k in after and after[k].is_floating_point()
                    and not torch.equal(after[k], before[k])]
         assert len(changed) > len(src) // 2
 

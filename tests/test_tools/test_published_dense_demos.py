@@ -5,7 +5,6 @@ import os.path as osp
 import re
 
 import pytest
-
 from conftest import DEMO, REPO, TOOLS, published_checkpoint, run_tool
 
 BBOX, SEGM = r'coco/bbox_mAP: ([\d.]+)', r'coco/segm_mAP: ([\d.]+)'
@@ -24,6 +23,7 @@ PUBLISHED = {
 def full_demo_cwd(tmp_path_factory):
     """The embedded data at its full size (100 val canvases)."""
     import os
+
     from mmeffattn.datasets import generate_demo_data
     cwd = tmp_path_factory.mktemp('full_demo')
     generate_demo_data(osp.join(cwd, 'data', 'demo'))

@@ -7,7 +7,6 @@ import os.path as osp
 import re
 
 import pytest
-
 from conftest import DEMO, TOOLS, published_checkpoint, run_tool
 
 pytest.importorskip('mmdet')
@@ -18,9 +17,10 @@ RTDETR_CFG = osp.join(DEMO, RTDETR_NAME + '.py')
 
 def test_published_checkpoint_detects_the_digits(demo_cwd, tmp_path):
     show = tmp_path / 'show'
-    proc = run_tool([osp.join(TOOLS, 'test.py'), RTDETR_CFG, published_checkpoint(RTDETR_NAME),
-                     '--work-dir', str(tmp_path / 'work'), '--show-dir',
-                     str(show)], demo_cwd)
+    proc = run_tool([osp.join(TOOLS, 'test.py'), RTDETR_CFG,
+                     published_checkpoint(RTDETR_NAME), '--work-dir',
+                     str(tmp_path / 'work'), '--show-dir', str(show)],
+                    demo_cwd)
     found = re.findall(r'coco/bbox_mAP: ([\d.]+)', proc.stdout + proc.stderr)
     assert found and float(found[-1]) >= 0.5, proc.stdout[-2000:]
     drawn = glob.glob(str(tmp_path / '**' / '*.png'), recursive=True)
@@ -37,6 +37,7 @@ def _iou(a, b):
 
 def test_det_inferencer_finds_every_digit(demo_cwd, monkeypatch):
     from mmdet.apis import DetInferencer
+
     import mmeffattn  # noqa: F401
     monkeypatch.chdir(demo_cwd)
     root = osp.join('data', 'demo', 'det')
@@ -49,7 +50,8 @@ def test_det_inferencer_finds_every_digit(demo_cwd, monkeypatch):
              a['bbox'][1] + a['bbox'][3]])
            for a in coco['annotations'] if a['image_id'] == image['id']]
     assert gts
-    inferencer = DetInferencer(model=RTDETR_CFG, weights=published_checkpoint(RTDETR_NAME),
+    inferencer = DetInferencer(model=RTDETR_CFG,
+                               weights=published_checkpoint(RTDETR_NAME),
                                device='cpu')
     pred = inferencer(osp.join(root, 'val', image['file_name']),
                       no_save_vis=True)['predictions'][0]

@@ -3,7 +3,6 @@ import glob
 import os.path as osp
 
 import pytest
-
 from conftest import CLS_CFG, TOOLS, run_tool
 
 

@@ -7,7 +7,6 @@ import re
 import subprocess
 
 import pytest
-
 from conftest import (CLS_CFG, MASK_CFG, REPO, RETINA_CFG, SEG_CFG, SET_CFG,
                       TOOLS, run_tool)
 
@@ -172,7 +171,7 @@ def test_resume_reproduces_uninterrupted_run(demo_cwd, tmp_path):
     run_train(CLS_CFG, opts + ['train_cfg.max_epochs=2'], full, demo_cwd)
     run_train(CLS_CFG, opts + ['train_cfg.max_epochs=1'], part, demo_cwd)
     run_train(CLS_CFG, opts + ['train_cfg.max_epochs=2'], part, demo_cwd,
-          ['--resume', osp.join(part, 'epoch_1.pth')])
+              ['--resume', osp.join(part, 'epoch_1.pth')])
     a, b = _losses(full), _losses(part)
     assert len(a) == 4 and set(a) == set(b)
     for step in (3, 4):  # iterations after the resume point

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import DEMO, REPO, published_checkpoint, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_attention.py')

@@ -6,18 +6,19 @@ import os.path as osp
 import sys
 
 import torch
-
 from conftest import DEMO, REPO, published_checkpoint, run_tool
 
 SPARSE_CFG = osp.join(DEMO, 'sparseformer-demo_1xb64-30e_digits.py')
+SPARSE_NAME = 'sparseformer-demo_1xb64-30e_digits'
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_rois.py')
 
 
 def test_draws_the_models_rois(demo_cwd, tmp_path):
     image = sorted(glob.glob(osp.join(demo_cwd, 'data', 'demo', 'cls', 'val',
                                       '*', '*.png')))[0]
-    proc = run_tool([TOOL, SPARSE_CFG, published_checkpoint('sparseformer-demo_1xb64-30e_digits'), image, '--out-dir',
-                     str(tmp_path), '--tokens', '0', '5'], cwd=demo_cwd)
+    proc = run_tool([TOOL, SPARSE_CFG, published_checkpoint(SPARSE_NAME),
+                     image, '--out-dir', str(tmp_path), '--tokens', '0', '5'],
+                    cwd=demo_cwd)
     png = tmp_path / (osp.splitext(osp.basename(image))[0] + '_rois.png')
     assert png.stat().st_size > 5_000, proc.stdout
     assert '5 sampling steps' in proc.stdout
@@ -25,7 +26,7 @@ def test_draws_the_models_rois(demo_cwd, tmp_path):
     # the centres of the RoIs drawn
     sys.path.insert(0, osp.dirname(TOOL))
     from visualize_rois import build_classifier, trace_image
-    model = build_classifier(SPARSE_CFG, published_checkpoint('sparseformer-demo_1xb64-30e_digits'))
+    model = build_classifier(SPARSE_CFG, published_checkpoint(SPARSE_NAME))
     _, trace, label = trace_image(model, image)
     assert len(trace) == model.backbone.focus_iters + 1
     step = trace[-1]
@@ -37,9 +38,10 @@ def test_draws_the_models_rois(demo_cwd, tmp_path):
 
 
 def test_rejects_a_model_without_rois(demo_cwd, tmp_path):
-    proc = run_tool([TOOL, osp.join(DEMO, 'convmixer-demo_1xb64-30e_digits.py'),
-                     published_checkpoint('sparseformer-demo_1xb64-30e_digits'), 'x.png', '--out-dir', str(tmp_path)],
-                    cwd=demo_cwd, check=False)
+    proc = run_tool([TOOL,
+                     osp.join(DEMO, 'convmixer-demo_1xb64-30e_digits.py'),
+                     published_checkpoint(SPARSE_NAME), 'x.png', '--out-dir',
+                     str(tmp_path)], cwd=demo_cwd, check=False)
     assert proc.returncode != 0
     assert 'RoIs exist only in mmeffattn.SparseFormer' in proc.stderr
     assert 'the backbone is ConvMixer' in proc.stderr

@@ -37,7 +37,8 @@ writes ``<out-dir>/<suite>.json`` and ``<out-dir>/<suite>.png``.
 ``--device cuda`` runs every case on the GPU (synchronised timings, peak
 memory from ``torch.cuda.max_memory_allocated``); the default is the CPU.
 
-  python tools/analysis_tools/benchmark_attention.py --suite sasa --out-dir docs/benchmarks
+  python tools/analysis_tools/benchmark_attention.py --suite sasa \
+      --out-dir work_dirs/benchmarks
   python tools/analysis_tools/benchmark_attention.py --suite all --device cuda
 """
 import argparse

@@ -123,7 +123,8 @@ def deploy(rows):
     if nc and e:
         text += ('\n\nSeTformer-T with the Nyström normalisation cached by '
                  f'`eval()`: {e["fwd_ms"]:.1f} ms; recomputed every forward: '
-                 f'{nc["fwd_ms"]:.1f} ms (**{nc["fwd_ms"] / e["fwd_ms"]:.2f}×**).')
+                 f'{nc["fwd_ms"]:.1f} ms '
+                 f'(**{nc["fwd_ms"] / e["fwd_ms"]:.2f}×**).')
     return text
 
 

@@ -26,7 +26,6 @@ from mmeffattn.utils.launch import build_config_model  # noqa: E402
 from mmeffattn.utils.memory import config_input_shape  # noqa: E402
 
 
-
 def _data_sample(scope: str, height: int, width: int):
     meta = dict(img_shape=(height, width), ori_shape=(height, width),
                 pad_shape=(height, width), batch_input_shape=(height, width),

@@ -1,4 +1,5 @@
-"""Per-op profile of one training step of a full-size backbone (torch.profiler).
+"""Per-op profile of one training step of a full-size backbone
+(torch.profiler).
 
     python tools/analysis_tools/profile_backbone.py sasa-r50 [--batch 8]
         [--size 224] [--threads 2] [--rows 15] [--by-node]

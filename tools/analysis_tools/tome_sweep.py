@@ -5,8 +5,9 @@ ViT (``VisionTransformer``, swapped for ``mmeffattn.ToMeVisionTransformer``
 with the same weights: off the shelf) or a ``ToMeVisionTransformer``. For
 every r (tokens merged per layer, constant schedule) it evaluates top-1 on the
 config's val set and times the eval forward (median of ``--repeat`` runs,
-round robin over r, fixed thread count, batch ``--batch-size``), then writes a JSON file and a
-plot of img/s against top-1, one point per r, one line per model.
+round robin over r, fixed thread count, batch ``--batch-size``), then
+writes a JSON file and a plot of img/s against top-1, one point per r, one
+line per model.
 
   python tools/analysis_tools/tome_sweep.py \\
       --model configs/demo/vit-demo_1xb64-60e_digits.py VIT_CKPT \\

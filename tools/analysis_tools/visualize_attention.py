@@ -48,8 +48,7 @@ def load_model(config, checkpoint, trust=False):
 
 
 def attention_layers(model):
-    from mmeffattn.models.attention import (LocalSelfAttention2d,
-                                            SeTAttention)
+    from mmeffattn.models.attention import LocalSelfAttention2d, SeTAttention
     return [(name, m) for name, m in model.named_modules()
             if isinstance(m, (LocalSelfAttention2d, SeTAttention))]
 

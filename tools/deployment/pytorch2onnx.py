@@ -51,6 +51,7 @@ class FeatureModel(nn.Module):
 def build_model(config: str, checkpoint: str = None, cfg_options=None,
                 trust: bool = False):
     from mmengine.config import Config
+
     import mmeffattn  # noqa: F401
     from mmeffattn.utils import load_checkpoint_file, load_state_dict_checked
     from mmeffattn.utils.launch import build_config_model

@@ -1,4 +1,5 @@
-"""Generate the embedded demo datasets (cls/, det/, seg/) from sklearn digits."""
+"""Generate the embedded demo datasets (cls/, det/, seg/) from sklearn
+digits."""
 import argparse
 import os.path as osp
 import sys

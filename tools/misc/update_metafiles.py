@@ -1,5 +1,6 @@
-"""Rewrite ``FLOPs`` and ``Parameters`` of every model in configs/*/metafile.yml
-from tools/analysis_tools/get_flops.py, as upstream metafiles store them:
+"""Rewrite ``FLOPs`` and ``Parameters`` of every model in
+configs/*/metafile.yml from tools/analysis_tools/get_flops.py, as upstream
+metafiles store them:
 integer MACs (multiply-adds) at the config's test input size, which a comment
 on the line states.
 

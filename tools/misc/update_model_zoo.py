@@ -18,9 +18,12 @@ ROOT = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..')
 
 # config name -> (the paper's metric, its source). Nothing here is ours.
 PAPER = {
-    'sasa-r26-convstem_32xb128-130e_in1k': ('75.8 top-1', 'SASA paper, Table 1'),
-    'sasa-r38-convstem_32xb128-130e_in1k': ('77.1 top-1', 'SASA paper, Table 1'),
-    'sasa-r50-convstem_32xb128-130e_in1k': ('77.4 top-1', 'SASA paper, Table 1'),
+    'sasa-r26-convstem_32xb128-130e_in1k': ('75.8 top-1',
+                                            'SASA paper, Table 1'),
+    'sasa-r38-convstem_32xb128-130e_in1k': ('77.1 top-1',
+                                            'SASA paper, Table 1'),
+    'sasa-r50-convstem_32xb128-130e_in1k': ('77.4 top-1',
+                                            'SASA paper, Table 1'),
     'sasa-r26_32xb128-130e_in1k': ('74.8 top-1', 'SASA paper, Table 1'),
     'sasa-r38_32xb128-130e_in1k': ('76.9 top-1', 'SASA paper, Table 1'),
     'sasa-r50_32xb128-130e_in1k': ('77.6 top-1', 'SASA paper, Table 1'),
@@ -49,16 +52,17 @@ TASKS = (('Image classification (ImageNet-1k)', ('ImageNet-1k', )),
 
 HEADER = """# Model zoo
 
-Every shipped full-size config, by task. **Params** and **MACs** are ours, counted by
-`python tools/analysis_tools/get_flops.py CONFIG` at the input size given (MACs =
-multiply-adds; 1 MAC = 2 FLOPs; mmpretrain's "Flops" columns and our metafiles' `FLOPs` field
-hold MACs too). **Paper** is the paper's own number with where it is stated; none of these
-models was trained on ImageNet, COCO or ADE20K here, so there is no such number of ours.
-What we trained is on the embedded demo data: [configs/demo/README.md](../configs/demo/README.md).
+Every shipped full-size config, by task. **Params** and **MACs** are ours,
+counted by `python tools/analysis_tools/get_flops.py CONFIG` at the input size
+given (MACs = multiply-adds; 1 MAC = 2 FLOPs; mmpretrain's "Flops" columns and
+our metafiles' `FLOPs` field hold MACs too). **Paper** is the paper's own
+number with where it is stated; none of these models was trained on ImageNet,
+COCO or ADE20K here, so there is no such number of ours. What we trained is on
+the embedded demo data: [configs/demo/README.md](../configs/demo/README.md).
 Which families equal their official implementation: [parity.md](parity.md).
 
-This page is written by `python tools/misc/update_model_zoo.py` from the metafiles
-(`tests/test_model_zoo.py` checks that they match the configs).
+This page is written by `python tools/misc/update_model_zoo.py` from the
+metafiles (`tests/test_model_zoo.py` checks that they match the configs).
 """
 
 
@@ -131,7 +135,8 @@ def main(argv=None):
     if args.check:
         with open(path) as f:
             if f.read() != text:
-                sys.exit(f'{path} is stale: run tools/misc/update_model_zoo.py')
+                sys.exit(f'{path} is stale: run '
+                         'tools/misc/update_model_zoo.py')
         return
     with open(path, 'w') as f:
         f.write(text)

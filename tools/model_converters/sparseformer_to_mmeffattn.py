@@ -115,7 +115,8 @@ def official_state_dict(ckpt, key: str = 'auto') -> Dict[str, torch.Tensor]:
             for k, v in state.items()}
 
 
-def convert(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+def convert(
+        state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Official state dict -> ``ImageClassifier`` state dict."""
     out = OrderedDict()
     for key, value in state.items():

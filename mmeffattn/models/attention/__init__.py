@@ -9,4 +9,5 @@ from .window_self_attention import WindowSelfAttention2d
 
 __all__ = ['LocalSelfAttention2d', 'AttentionStem', 'SeTAttention',
            'LinearAngularAttention', 'ProportionalMultiheadAttention',
-           'linear_angular_attention', 'masked_softmax_attention', 'WindowSelfAttention2d']
+           'linear_angular_attention', 'masked_softmax_attention',
+           'WindowSelfAttention2d']

@@ -1,4 +1,5 @@
-"""SASA attention stem with spatially-aware values (paper Sec. 3.2, App. A.1)."""
+"""SASA attention stem with spatially-aware values (paper Sec. 3.2,
+App. A.1)."""
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
@@ -99,7 +100,7 @@ class AttentionStem(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, _, height, width = x.shape
-        b, c = self.block, self.out_channels
+        b = self.block
         pad_h, pad_w = (-height) % b, (-width) % b
         x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
         n_h, n_w = x.shape[2] // b, x.shape[3] // b

@@ -7,13 +7,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from mmeffattn.ops.cpu_extension import eager_kernel_runs
-from mmeffattn.ops.set_transport import set_attention_nystrom
-from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
-                           nystrom_features, set_attention,
-                           squared_distances)
 from mmeffattn.models.utils.backbone import (check_divisible, check_int,
                                              check_number, check_square)
+from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
+                           nystrom_features, set_attention, squared_distances)
+from mmeffattn.ops.cpu_extension import eager_kernel_runs
+from mmeffattn.ops.set_transport import set_attention_nystrom
 from mmeffattn.registry import MODELS
 
 FEATURE_MAPS = ('nystrom', 'linear')
@@ -87,7 +86,8 @@ class SeTAttention(BaseModule):
                              f'got {feature_map!r}')
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.head_dims = embed_dims // num_heads
-        self.num_refs, self.num_iters, self.ot_eps = num_refs, num_iters, ot_eps
+        self.num_refs, self.num_iters = num_refs, num_iters
+        self.ot_eps = ot_eps
         self.feature_map, self.kernel_sigma = feature_map, kernel_sigma
         self.pos_penalty, self.sinkhorn = pos_penalty, sinkhorn
         self.qkv_chunk_bytes = qkv_chunk_bytes

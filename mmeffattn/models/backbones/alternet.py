@@ -9,8 +9,7 @@ from mmengine.model import BaseModule, Sequential
 from mmeffattn.models.attention.window_self_attention import \
     WindowSelfAttention2d
 from mmeffattn.models.utils import (EffAttnBackbone, check_frozen_stages,
-                                    check_int, check_number,
-                                    check_out_indices)
+                                    check_int, check_number, check_out_indices)
 from mmeffattn.registry import MODELS
 
 

@@ -1,11 +1,11 @@
 """Castling-ViT: a DeiT whose softmax attention is linear-angular."""
 import numpy as np
-
 from mmpretrain.models.backbones import VisionTransformer
 
-from mmeffattn.models.utils import (check_int, check_number,
-                                    check_vit_input, set_vit_stages)
+from mmeffattn.models.utils import (check_int, check_number, check_vit_input,
+                                    set_vit_stages)
 from mmeffattn.registry import MODELS
+
 from ..attention.linear_angular_attention import LinearAngularAttention
 
 

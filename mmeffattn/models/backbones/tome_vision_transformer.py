@@ -7,9 +7,10 @@ from mmpretrain.models.backbones.vision_transformer import \
     TransformerEncoderLayer
 from mmpretrain.models.utils import resize_pos_embed
 
-from mmeffattn.ops import bipartite_soft_matching, merge_schedule, merge_wavg
 from mmeffattn.models.utils import check_vit_input, set_vit_stages
+from mmeffattn.ops import bipartite_soft_matching, merge_schedule, merge_wavg
 from mmeffattn.registry import MODELS
+
 from ..attention.proportional_attention import ProportionalMultiheadAttention
 
 

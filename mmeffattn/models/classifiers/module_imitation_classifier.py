@@ -89,8 +89,8 @@ class ModuleImitationClassifier(ImageClassifier):
                 f'{len(student_blocks)} *{block_suffix} modules and the '
                 f'teacher {len(teacher_blocks)}; module imitation pairs them '
                 f'one to one')
-        self._features: Dict[str, List[torch.Tensor]] = dict(student=[],
-                                                              teacher=[])
+        self._features: Dict[str, List[torch.Tensor]] = dict(
+            student=[], teacher=[])
         for role, blocks in (('student', student_blocks),
                              ('teacher', teacher_blocks)):
             for module in blocks.values():
@@ -106,7 +106,9 @@ class ModuleImitationClassifier(ImageClassifier):
         super().init_weights()
         if self.teacher_checkpoint:
             from mmeffattn.utils import load_checkpoint_file
+
             from ..utils.pretrained import resolve_checkpoint
+
             # checkpoints/NAME.pth or its newest published NAME_<date>-<hash>
             path = resolve_checkpoint(self.teacher_checkpoint)
             state = load_checkpoint_file(path)

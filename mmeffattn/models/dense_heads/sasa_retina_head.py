@@ -8,7 +8,8 @@ from mmeffattn.registry import MODELS
 
 @MODELS.register_module()
 class SASARetinaHead(RetinaHead):
-    """mmdet's :class:`~mmdet.models.dense_heads.RetinaHead`, fully attentional.
+    """mmdet's :class:`~mmdet.models.dense_heads.RetinaHead`, fully
+    attentional.
 
     The stacked 3x3 convs of the classification and box branches are SASA
     layers (+ ReLU) whose value projections start from N(0, 0.01), as the

@@ -1,4 +1,3 @@
-from .rtdetr_varifocal_loss import (RTDETRVarifocalLoss,
-                                    rtdetr_varifocal_target)
+from .rtdetr_varifocal_loss import RTDETRVarifocalLoss, rtdetr_varifocal_target
 
 __all__ = ['RTDETRVarifocalLoss', 'rtdetr_varifocal_target']

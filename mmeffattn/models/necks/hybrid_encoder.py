@@ -2,7 +2,7 @@
 Real-time Object Detection", CVPR 2024): attention within S5 only (AIFI),
 then CNN cross-scale fusion (CCFM) with CSP blocks of re-parameterisable
 RepVGG blocks."""
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn

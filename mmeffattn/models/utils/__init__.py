@@ -1,7 +1,7 @@
-from .backbone import (EffAttnBackbone, check_divisible,
-                       check_frozen_stages, check_image_batch, check_int,
-                       check_number, check_out_indices, check_square,
-                       check_vit_input, set_vit_stages)
+from .backbone import (EffAttnBackbone, check_divisible, check_frozen_stages,
+                       check_image_batch, check_int, check_number,
+                       check_out_indices, check_square, check_vit_input,
+                       set_vit_stages)
 from .norm import eval_norms
 from .pretrained import StrictPretrainedMixin, load_pretrained
 

@@ -16,7 +16,6 @@ import torch.nn as nn
 
 from mmeffattn.utils.checkpoint import CheckpointError
 
-
 PUBLISHED_SUFFIX = re.compile(r'_(\d{8})-([0-9a-f]{8})\.pth$')
 
 
@@ -81,7 +80,8 @@ def load_pretrained(module: nn.Module, checkpoint: str,
 
 
 class StrictPretrainedMixin:
-    """``init_weights`` that routes ``Pretrained`` init_cfg to load_pretrained."""
+    """``init_weights`` that routes a ``Pretrained`` init_cfg to
+    load_pretrained."""
 
     def init_weights(self):
         cfg = self.init_cfg

@@ -28,7 +28,9 @@ def converter():
 
 
 def test_alternet50_equals_official(converter):
+    from mmengine.registry import init_default_scope
     from mmpretrain.models import ImageClassifier
+    init_default_scope('mmpretrain')  # earlier tests may leave mmdet's
     synthetic = load_module('synthetic', osp.join(DATA, 'synthetic.py'))
     ref = torch.load(osp.join(DATA, 'alternet.pth'), weights_only=True)
     official = synthetic.synthetic_state_dict(ref['layout'])

@@ -19,9 +19,11 @@ sys.path.insert(0, osp.dirname(TOOL))
 
 
 def _classifier(fixture):
+    from mmengine.registry import init_default_scope
     from mmpretrain.models import ImageClassifier
 
     import mmeffattn  # noqa: F401
+    init_default_scope('mmpretrain')  # earlier tests may leave mmdet's
     return ImageClassifier(
         backbone=dict(type='mmeffattn.SparseFormer', **fixture['ours_args']),
         head=dict(type='LinearClsHead', num_classes=fixture['num_classes'],

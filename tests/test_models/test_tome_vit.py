@@ -145,7 +145,9 @@ def test_schedules_equal_official_parse_r(official):
 
 
 def build_classifier(class_token):
+    from mmengine.registry import init_default_scope
     from mmpretrain.models import ImageClassifier
+    init_default_scope('mmpretrain')  # earlier tests may leave mmdet's
     return ImageClassifier(
         backbone=dict(
             type='mmeffattn.ToMeVisionTransformer',

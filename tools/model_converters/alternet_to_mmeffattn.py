@@ -26,7 +26,6 @@ blocks ``attn.attn.to_q``/``to_kv``/``to_out.0`` are ``attn.q``/``kv``/
 (2w-1, 2w-1) table, same indexing); ``classifier.0.bn`` is
 ``backbone.out_norm3.0`` and ``classifier.0.dense`` is ``head.fc``.
 """
-import argparse
 import os.path as osp
 import re
 import sys
@@ -36,6 +35,10 @@ from typing import Dict
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
+
+from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
+                                               rename_state_dict,
+                                               save_converted)
 
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 _BLOCK = {
@@ -102,43 +105,20 @@ def official_state_dict(ckpt) -> Dict[str, torch.Tensor]:
             for k, v in state.items()}
 
 
-def convert(state: Dict[str, torch.Tensor]
-            ) -> 'OrderedDict[str, torch.Tensor]':
+def convert(
+        state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Official state dict -> ``ImageClassifier`` state dict."""
-    out = OrderedDict()
-    for key, value in state.items():
-        _check_shape(key, value)
-        new = map_key(key)
-        if new in out:
-            raise KeyError(f'{key!r} maps to {new!r}, already mapped')
-        out[new] = value
-    return out
+    return rename_state_dict(state, map_key, _check_shape)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official AlterNet checkpoint')
-    parser.add_argument('dst', help='output weights-only checkpoint')
-    parser.add_argument('--config', help='check: load with strict=True into '
-                        'the model of this config')
+    parser = converter_parser(__doc__.split('\n')[0],
+                              'official AlterNet')
     args = parser.parse_args()
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
-    state = convert(official_state_dict(ckpt))
-    if args.config:
-        from mmengine.config import Config
-        from mmengine.registry import init_default_scope
-
-        import mmeffattn  # noqa: F401
-        from mmeffattn.registry import MODELS
-        cfg = Config.fromfile(args.config)
-        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-        model = MODELS.build(cfg.model)
-        model.load_state_dict(state, strict=True)
-    torch.save(dict(state_dict=state,
-                    meta=dict(source=osp.basename(args.src),
-                              converter='alternet_to_mmeffattn')),
-               args.dst)
-    print(f'{len(state)} tensors -> {args.dst}')
+    state = convert(official_state_dict(torch.load(
+        args.src, map_location='cpu', weights_only=True)))
+    save_converted(state, args.src, args.dst, 'alternet_to_mmeffattn',
+                   args.config, 'mmpretrain')
 
 
 if __name__ == '__main__':

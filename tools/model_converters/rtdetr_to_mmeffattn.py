@@ -25,7 +25,6 @@ padding row. Frozen BNs (no ``num_batches_tracked``) get a zero count.
 Official converted models expect inputs scaled to [0, 1] (``mean=0``,
 ``std=255``, RGB), not ImageNet mean/std: see docs/rtdetr.md.
 """
-import argparse
 import os.path as osp
 import re
 import sys
@@ -35,6 +34,9 @@ from typing import Dict
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
+
+from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
+                                               save_converted)
 
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 _WB = r'(weight|bias)'
@@ -195,30 +197,15 @@ def convert(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official rtdetr_pytorch checkpoint')
-    parser.add_argument('dst', help='output weights-only checkpoint')
+    parser = converter_parser(__doc__.split('\n')[0],
+                              'official rtdetr_pytorch')
     parser.add_argument('--key', default='auto',
                         choices=('auto', 'ema', 'model'))
-    parser.add_argument('--config', help='check: load with strict=True into '
-                        'the model of this config')
     args = parser.parse_args()
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
-    state = convert(official_state_dict(ckpt, args.key))
-    if args.config:
-        from mmengine.config import Config
-        from mmengine.registry import init_default_scope
-
-        import mmeffattn  # noqa: F401
-        from mmeffattn.registry import MODELS
-        cfg = Config.fromfile(args.config)
-        init_default_scope(cfg.get('default_scope', 'mmdet'))
-        model = MODELS.build(cfg.model)
-        model.load_state_dict(state, strict=True)
-    torch.save(dict(state_dict=state,
-                    meta=dict(source=osp.basename(args.src),
-                              converter='rtdetr_to_mmeffattn')), args.dst)
-    print(f'{len(state)} tensors -> {args.dst}')
+    state = convert(official_state_dict(torch.load(
+        args.src, map_location='cpu', weights_only=True), args.key))
+    save_converted(state, args.src, args.dst, 'rtdetr_to_mmeffattn',
+                   args.config, 'mmdet')
 
 
 if __name__ == '__main__':

@@ -23,7 +23,6 @@ the width transition, ``layers.2..`` the cortex units (``backbone.cortex``);
 ``mixer.offsets``; ``head.norm`` is ``backbone.norm`` and
 ``head.classifier`` is ``head.fc``.
 """
-import argparse
 import os.path as osp
 import re
 import sys
@@ -33,6 +32,10 @@ from typing import Dict
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
+
+from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
+                                               rename_state_dict,
+                                               save_converted)
 
 _WB = r'(weight|bias)'
 _UNIT = {
@@ -118,40 +121,18 @@ def official_state_dict(ckpt, key: str = 'auto') -> Dict[str, torch.Tensor]:
 def convert(
         state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Official state dict -> ``ImageClassifier`` state dict."""
-    out = OrderedDict()
-    for key, value in state.items():
-        new = map_key(key)
-        if new in out:
-            raise KeyError(f'{key!r} maps to {new!r}, already mapped')
-        out[new] = value
-    return out
+    return rename_state_dict(state, map_key)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official SparseFormer checkpoint')
-    parser.add_argument('dst', help='output weights-only checkpoint')
+    parser = converter_parser(__doc__.split('\n')[0],
+                              'official SparseFormer')
     parser.add_argument('--key', default='auto',
                         choices=('auto', 'model_ema', 'model'))
-    parser.add_argument('--config', help='check: load with strict=True into '
-                        'the model of this config')
     args = parser.parse_args()
     state = convert(official_state_dict(load_official(args.src), args.key))
-    if args.config:
-        from mmengine.config import Config
-        from mmengine.registry import init_default_scope
-
-        import mmeffattn  # noqa: F401
-        from mmeffattn.registry import MODELS
-        cfg = Config.fromfile(args.config)
-        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-        model = MODELS.build(cfg.model)
-        model.load_state_dict(state, strict=True)
-    torch.save(dict(state_dict=state,
-                    meta=dict(source=osp.basename(args.src),
-                              converter='sparseformer_to_mmeffattn')),
-               args.dst)
-    print(f'{len(state)} tensors -> {args.dst}')
+    save_converted(state, args.src, args.dst, 'sparseformer_to_mmeffattn',
+                   args.config, 'mmpretrain')
 
 
 if __name__ == '__main__':

@@ -31,7 +31,6 @@ everything but the attention's ``dconv`` (load it non-strictly, e.g. as
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)``; Castling-ViT's qkv
 has no bias by default, so ``qkv.bias`` is then ignored).
 """
-import argparse
 import os.path as osp
 import re
 import sys
@@ -41,6 +40,10 @@ from typing import Dict
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
+
+from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
+                                               rename_state_dict,
+                                               save_converted)
 
 _WB = r'(weight|bias)'
 _BLOCK = {
@@ -92,42 +95,20 @@ def timm_state_dict(ckpt) -> Dict[str, torch.Tensor]:
             for k, v in ckpt.items()}
 
 
-def convert(state: Dict[str, torch.Tensor]
-            ) -> 'OrderedDict[str, torch.Tensor]':
+def convert(
+        state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """timm state dict -> ``ImageClassifier`` state dict."""
-    out = OrderedDict()
-    for key, value in state.items():
-        new = map_key(key)
-        if new in out:
-            raise KeyError(f'{key!r} maps to {new!r}, already mapped')
-        out[new] = value
-    return out
+    return rename_state_dict(state, map_key)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='timm ViT/DeiT checkpoint')
-    parser.add_argument('dst', help='output weights-only checkpoint')
-    parser.add_argument('--config', help='check: load with strict=True into '
-                        'the model of this config')
+    parser = converter_parser(__doc__.split('\n')[0],
+                              'timm ViT/DeiT')
     args = parser.parse_args()
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
-    state = convert(timm_state_dict(ckpt))
-    if args.config:
-        from mmengine.config import Config
-        from mmengine.registry import init_default_scope
-
-        import mmeffattn  # noqa: F401
-        from mmeffattn.registry import MODELS
-        cfg = Config.fromfile(args.config)
-        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-        model = MODELS.build(cfg.model)
-        model.load_state_dict(state, strict=True)
-    torch.save(dict(state_dict=state,
-                    meta=dict(source=osp.basename(args.src),
-                              converter='timm_vit_to_mmeffattn')),
-               args.dst)
-    print(f'{len(state)} tensors -> {args.dst}')
+    state = convert(timm_state_dict(torch.load(
+        args.src, map_location='cpu', weights_only=True)))
+    save_converted(state, args.src, args.dst, 'timm_vit_to_mmeffattn',
+                   args.config, 'mmpretrain')
 
 
 if __name__ == '__main__':

@@ -36,9 +36,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
 
-from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
-                                               rename_state_dict,
-                                               save_converted)
+from mmeffattn.utils import weight_conversion  # noqa: E402
 
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 _BLOCK = {
@@ -108,17 +106,18 @@ def official_state_dict(ckpt) -> Dict[str, torch.Tensor]:
 def convert(
         state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Official state dict -> ``ImageClassifier`` state dict."""
-    return rename_state_dict(state, map_key, _check_shape)
+    return weight_conversion.rename_state_dict(state, map_key, _check_shape)
 
 
 def main():
-    parser = converter_parser(__doc__.split('\n')[0],
-                              'official AlterNet')
+    parser = weight_conversion.converter_parser(
+        __doc__.split('\n')[0], 'official AlterNet')
     args = parser.parse_args()
     state = convert(official_state_dict(torch.load(
         args.src, map_location='cpu', weights_only=True)))
-    save_converted(state, args.src, args.dst, 'alternet_to_mmeffattn',
-                   args.config, 'mmpretrain')
+    weight_conversion.save_converted(
+        state, args.src, args.dst, 'alternet_to_mmeffattn', args.config,
+        'mmpretrain')
 
 
 if __name__ == '__main__':

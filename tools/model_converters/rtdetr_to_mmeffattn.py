@@ -35,8 +35,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
 
-from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
-                                               save_converted)
+from mmeffattn.utils import weight_conversion  # noqa: E402
 
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 _WB = r'(weight|bias)'
@@ -197,15 +196,16 @@ def convert(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 
 def main():
-    parser = converter_parser(__doc__.split('\n')[0],
-                              'official rtdetr_pytorch')
+    parser = weight_conversion.converter_parser(
+        __doc__.split('\n')[0], 'official rtdetr_pytorch')
     parser.add_argument('--key', default='auto',
                         choices=('auto', 'ema', 'model'))
     args = parser.parse_args()
     state = convert(official_state_dict(torch.load(
         args.src, map_location='cpu', weights_only=True), args.key))
-    save_converted(state, args.src, args.dst, 'rtdetr_to_mmeffattn',
-                   args.config, 'mmdet')
+    weight_conversion.save_converted(
+        state, args.src, args.dst, 'rtdetr_to_mmeffattn', args.config,
+        'mmdet')
 
 
 if __name__ == '__main__':

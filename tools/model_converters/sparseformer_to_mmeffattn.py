@@ -33,9 +33,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
 
-from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
-                                               rename_state_dict,
-                                               save_converted)
+from mmeffattn.utils import weight_conversion  # noqa: E402
 
 _WB = r'(weight|bias)'
 _UNIT = {
@@ -121,18 +119,19 @@ def official_state_dict(ckpt, key: str = 'auto') -> Dict[str, torch.Tensor]:
 def convert(
         state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Official state dict -> ``ImageClassifier`` state dict."""
-    return rename_state_dict(state, map_key)
+    return weight_conversion.rename_state_dict(state, map_key)
 
 
 def main():
-    parser = converter_parser(__doc__.split('\n')[0],
-                              'official SparseFormer')
+    parser = weight_conversion.converter_parser(
+        __doc__.split('\n')[0], 'official SparseFormer')
     parser.add_argument('--key', default='auto',
                         choices=('auto', 'model_ema', 'model'))
     args = parser.parse_args()
     state = convert(official_state_dict(load_official(args.src), args.key))
-    save_converted(state, args.src, args.dst, 'sparseformer_to_mmeffattn',
-                   args.config, 'mmpretrain')
+    weight_conversion.save_converted(
+        state, args.src, args.dst, 'sparseformer_to_mmeffattn', args.config,
+        'mmpretrain')
 
 
 if __name__ == '__main__':

@@ -41,9 +41,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import torch  # noqa: E402
 
-from mmeffattn.utils.weight_conversion import (converter_parser,  # noqa: E402
-                                               rename_state_dict,
-                                               save_converted)
+from mmeffattn.utils import weight_conversion  # noqa: E402
 
 _WB = r'(weight|bias)'
 _BLOCK = {
@@ -98,17 +96,18 @@ def timm_state_dict(ckpt) -> Dict[str, torch.Tensor]:
 def convert(
         state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """timm state dict -> ``ImageClassifier`` state dict."""
-    return rename_state_dict(state, map_key)
+    return weight_conversion.rename_state_dict(state, map_key)
 
 
 def main():
-    parser = converter_parser(__doc__.split('\n')[0],
-                              'timm ViT/DeiT')
+    parser = weight_conversion.converter_parser(
+        __doc__.split('\n')[0], 'timm ViT/DeiT')
     args = parser.parse_args()
     state = convert(timm_state_dict(torch.load(
         args.src, map_location='cpu', weights_only=True)))
-    save_converted(state, args.src, args.dst, 'timm_vit_to_mmeffattn',
-                   args.config, 'mmpretrain')
+    weight_conversion.save_converted(
+        state, args.src, args.dst, 'timm_vit_to_mmeffattn', args.config,
+        'mmpretrain')
 
 
 if __name__ == '__main__':

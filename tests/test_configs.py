@@ -12,6 +12,7 @@ detector/segmentor whose backbone starts from a classification checkpoint gets
 one made from the classification config's model, so the strict
 ``Pretrained`` loading is exercised too.
 """
+import contextlib
 import glob
 import os
 import os.path as osp
@@ -137,6 +138,31 @@ def watch_gradients(model):
     return got, nonzero, handles
 
 
+@contextlib.contextmanager
+def no_stochastic_depth(model):
+    """Stochastic depth off for the guard's own steps: a residual branch
+    dropped for both images of a 2-image batch in every step gets exactly
+    zero gradients by chance (deep configs drop their last blocks with
+    p ~ 0.3-0.5), which is not a saddle. mmcv's ``DropPath`` keeps its rate
+    in ``drop_prob``; SparseFormer keeps per-pass rates in
+    ``drop_path_rates``."""
+    saved = []
+    for module in model.modules():
+        for attr in ('drop_prob', 'drop_path_rates'):
+            value = getattr(module, attr, None)
+            if isinstance(value, float):
+                saved.append((module, attr, value))
+                setattr(module, attr, 0.)
+            elif isinstance(value, list):
+                saved.append((module, attr, value))
+                setattr(module, attr, [0.] * len(value))
+    try:
+        yield
+    finally:
+        for module, attr, value in saved:
+            setattr(module, attr, value)
+
+
 def assert_healthy_gradients(model, optim_wrapper, data_batch, watched,
                              steps_done=0):
     """Take optimiser steps on ``data_batch`` until every trainable parameter
@@ -146,10 +172,11 @@ def assert_healthy_gradients(model, optim_wrapper, data_batch, watched,
     got, nonzero, handles = watched
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     model.train()
-    for _ in range(steps_done, GUARD_STEPS):
-        if nonzero.issuperset(trainable):
-            break
-        model.train_step(data_batch, optim_wrapper)
+    with no_stochastic_depth(model):
+        for _ in range(steps_done, GUARD_STEPS):
+            if nonzero.issuperset(trainable):
+                break
+            model.train_step(data_batch, optim_wrapper)
     for h in handles:
         h.remove()
     none = [n for n in trainable if n not in got]

@@ -3,10 +3,25 @@ renaming with a check that no two keys collide, the command line, the
 optional strict load into a config's model, and the weights-only output."""
 import argparse
 import os.path as osp
+import re
 from collections import OrderedDict
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
+
+Rules = Union[Dict[str, object], Sequence[Tuple[str, object]]]
+
+
+def match_rules(key: str, rules: Rules) -> Optional[str]:
+    """The first rule ``(regex, replacement)`` whose regex matches all of
+    ``key``, applied: a replacement is a ``re`` template or a callable on the
+    match. ``None`` when no rule matches."""
+    for pattern, repl in (rules.items() if isinstance(rules, dict)
+                          else rules):
+        m = re.fullmatch(pattern, key)
+        if m:
+            return repl(m) if callable(repl) else m.expand(repl)
+    return None
 
 
 def rename_state_dict(

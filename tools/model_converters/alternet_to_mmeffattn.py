@@ -66,17 +66,13 @@ _TOP = {
 def map_key(key: str) -> str:
     """The mmpretrain/mmeffattn name of an official key. Raises
     ``KeyError`` naming a key that maps to nothing."""
-    for pattern, repl in _TOP.items():
-        m = re.fullmatch(pattern, key)
-        if m:
-            return m.expand(repl)
+    new = weight_conversion.match_rules(key, _TOP)
+    if new is not None:
+        return new
     m = re.fullmatch(r'layer([1-4])\.(\d+)\.(.+)', key)
-    if m:
-        for pattern, repl in _BLOCK.items():
-            sub = re.fullmatch(pattern, m.group(3))
-            if sub:
-                return (f'backbone.layer{m.group(1)}.{m.group(2)}.'
-                        f'{sub.expand(repl)}')
+    tail = m and weight_conversion.match_rules(m.group(3), _BLOCK)
+    if tail is not None:
+        return f'backbone.layer{m.group(1)}.{m.group(2)}.{tail}'
     raise KeyError(f'official AlterNet key {key!r} maps to no '
                    'mmeffattn.AlterNet parameter (not a models/alternet.py '
                    'dnn_50/dnn_101 checkpoint with the BN-GAP classifier)')

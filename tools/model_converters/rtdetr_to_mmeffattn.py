@@ -141,10 +141,9 @@ DERIVED = (r'encoder\.pos_embed\d+', r'decoder\.anchors',
 def map_key(key: str) -> str:
     """The mmeffattn name of an official key (``{L}`` left for the number of
     decoder layers). Raises ``KeyError`` naming a key that maps to nothing."""
-    for pattern, repl in RULES:
-        m = re.fullmatch(pattern, key)
-        if m:
-            return repl(m) if callable(repl) else m.expand(repl)
+    new = weight_conversion.match_rules(key, RULES)
+    if new is not None:
+        return new
     raise KeyError(f'official RT-DETR key {key!r} maps to no mmeffattn.RTDETR '
                    'parameter (unsupported variant: deployed RepVGG blocks, '
                    'learned queries, extra input levels, more than one AIFI '

@@ -69,19 +69,16 @@ _TOP = {
 def map_key(key: str) -> str:
     """The mmpretrain/mmeffattn name of an official key. Raises
     ``KeyError`` naming a key that maps to nothing."""
-    for pattern, repl in _TOP.items():
-        m = re.fullmatch(pattern, key)
-        if m:
-            return m.expand(repl)
+    new = weight_conversion.match_rules(key, _TOP)
+    if new is not None:
+        return new
     m = re.fullmatch(r'layers\.(\d+)\.(.+)', key)
-    if m and m.group(1) != '1':
+    tail = (m and m.group(1) != '1'
+            and weight_conversion.match_rules(m.group(2), _UNIT))
+    if tail:
         idx = int(m.group(1))
         unit = 'backbone.focus' if idx == 0 else f'backbone.cortex.{idx - 2}'
-        for pattern, repl in _UNIT.items():
-            sub = re.fullmatch(pattern, m.group(2))
-            if sub:
-                tail = repl(sub) if callable(repl) else sub.expand(repl)
-                return f'{unit}.{tail}'
+        return f'{unit}.{tail}'
     raise KeyError(f'official SparseFormer key {key!r} maps to no '
                    'mmeffattn.SparseFormer parameter (not an '
                    'imagenet/models/sparseformer.py checkpoint, or a layout '

@@ -65,16 +65,13 @@ _TOP = {
 def map_key(key: str) -> str:
     """The mmpretrain name of a timm key. Raises ``KeyError`` naming a key
     that maps to nothing."""
-    for pattern, repl in _TOP.items():
-        m = re.fullmatch(pattern, key)
-        if m:
-            return m.expand(repl)
+    new = weight_conversion.match_rules(key, _TOP)
+    if new is not None:
+        return new
     m = re.fullmatch(r'blocks\.(\d+)\.(.+)', key)
-    if m:
-        for pattern, repl in _BLOCK.items():
-            sub = re.fullmatch(pattern, m.group(2))
-            if sub:
-                return f'backbone.layers.{m.group(1)}.{sub.expand(repl)}'
+    tail = m and weight_conversion.match_rules(m.group(2), _BLOCK)
+    if tail is not None:
+        return f'backbone.layers.{m.group(1)}.{tail}'
     raise KeyError(f'timm key {key!r} maps to no mmpretrain '
                    'VisionTransformer parameter (distilled DeiT, layer '
                    'scale, register tokens and q/k norms are not plain '

@@ -21,7 +21,7 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
     # the CPU kernels are JIT-built from their sources where they run
-    package_data={'mmeffattn.ops': ['csrc/*.cpp', 'csrc/*.h']},
+    package_data={'mmeffattn.ops._ext': ['csrc/*.cpp', 'csrc/*.h']},
     python_requires='>=3.9',
     install_requires=read_requirements('requirements/runtime.txt'),
     extras_require={

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from mmeffattn.models import AttentionStem
-from mmeffattn.ops.attention_stem import (attention_stem_bn_relu_pool,
-                                          attention_stem_forward)
-from mmeffattn.ops.cpu_extension import cpu_extension_available
+from mmeffattn.ops._ext import extension_available
+from mmeffattn.ops.sasa.attention_stem import attention_stem_bn_relu_pool
+from mmeffattn.ops.sasa.attention_stem_cpu import attention_stem_forward
 
-pytestmark = pytest.mark.skipif(not cpu_extension_available(),
+pytestmark = pytest.mark.skipif(not extension_available(),
                                 reason='the CPU kernel cannot be built here')
 
 
@@ -88,13 +88,13 @@ def test_frozen_stem_runs_without_autograd():
 
 
 def test_bad_block_and_shapes_are_named():
-    stem = make_stem(16, 2, 4, torch.float32, train=True)
     x = torch.randn(1, 3, 6, 6)
     w = torch.randn(16, 3)
     wv = torch.randn(9, 16, 3)
     with pytest.raises(ValueError, match='block must be one of'):
         attention_stem_bn_relu_pool(x, w, w, wv, torch.randn(5, 4),
-                                    torch.randn(5, 4), stem.norm, 2, 3)
+                                    torch.randn(5, 4), None, None, None,
+                                    None, True, 0.1, 1e-5, 2, 3)
     with pytest.raises(RuntimeError, match=r'\(C, Cin, block\^2\)'):
         attention_stem_forward(torch.randn(1, 3, 8, 8), w, w,
                                torch.randn(16, 3, 9), torch.randn(7, 4),

@@ -4,7 +4,7 @@ it."""
 import pytest
 import torch
 
-from mmeffattn.ops.patch_attention import patch_attention
+from mmeffattn.ops import patch_attention
 
 
 def make_inputs(bsz, n_h, n_w, heads, d, block, dtype=torch.float64,

@@ -6,7 +6,7 @@ from conftest import assert_same_set_attention
 from mmeffattn.ops import (gaussian_sphere_kernel, grid_positions,
                            nystrom_features, positional_log_penalty,
                            set_attention)
-from mmeffattn.ops.cpu_extension import cpu_extension_available
+from mmeffattn.ops._ext import extension_available
 
 
 def test_nystrom_exact_on_anchors_and_approximates_kernel():
@@ -169,7 +169,7 @@ def _nystrom_case(masked, hw=(5, 3)):
             3, pos, mask=mask, sinkhorn='log').transpose(1, 2)
 
     def fused(qkv, anchors, refs, pos, chunk_bytes=4 << 20, kernel=False):
-        from mmeffattn.ops.set_transport import set_attention_nystrom
+        from mmeffattn.ops import set_attention_nystrom
         z, k_inv_sqrt = nystrom_basis(anchors, 0.5)
         weight = k_inv_sqrt @ refs.transpose(-1, -2) / 0.7
         return set_attention_nystrom(qkv, z, weight, 0.5, 3, pos, mask,
@@ -188,7 +188,7 @@ def test_fused_nystrom_attention_equals_reference(masked, hw, path):
     layout; PyTorch batch chunk by chunk, or the CPU kernel group by
     group, 575 tokens being three of its 256-row tiles, the last partial)
     equal the log-domain autograd path."""
-    if path.get('kernel') and not cpu_extension_available():
+    if path.get('kernel') and not extension_available():
         pytest.skip('CPU extension not built')
     inputs_, reference, fused = _nystrom_case(masked, hw)
     weight = torch.randn(3, hw[0] * hw[1], 2, 4, dtype=torch.float64,
@@ -208,7 +208,7 @@ def test_fused_nystrom_attention_equals_reference(masked, hw, path):
 
 @pytest.mark.parametrize('kernel', [False, True])
 def test_fused_nystrom_gradcheck(kernel):
-    if kernel and not cpu_extension_available():
+    if kernel and not extension_available():
         pytest.skip('CPU extension not built')
     inputs_, _, fused = _nystrom_case(masked=True)
     args = [t.clone().requires_grad_() for t in inputs_]
@@ -221,9 +221,8 @@ def test_fused_nystrom_factored_positional_term(kernel):
     """``pos_log`` (1, N, m) with a per-head ``pos_scale`` (the module's
     form: the kernel never forms the (h, N, m) product) equals passing the
     product, outputs and gradients (through the product for the scale)."""
-    from mmeffattn.ops import nystrom_basis
-    from mmeffattn.ops.set_transport import set_attention_nystrom
-    if kernel and not cpu_extension_available():
+    from mmeffattn.ops import nystrom_basis, set_attention_nystrom
+    if kernel and not extension_available():
         pytest.skip('CPU extension not built')
     g = torch.Generator().manual_seed(2)
     dt = torch.float64
@@ -248,9 +247,9 @@ def test_fused_nystrom_factored_positional_term(kernel):
 
 def test_nystrom_kernel_rejects_bad_shapes():
     """The CPU kernel names the tensor whose shape is wrong."""
-    if not cpu_extension_available():
+    if not extension_available():
         pytest.skip('CPU extension not built')
-    from mmeffattn.ops.set_transport import set_attention_nystrom
+    from mmeffattn.ops import set_attention_nystrom
     qkv = torch.randn(1, 9, 3, 2, 4)
     weight = torch.randn(2, 5, 4)
     with pytest.raises(RuntimeError, match=r'z must be \(h, a, d\)'):

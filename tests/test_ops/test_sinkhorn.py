@@ -110,11 +110,11 @@ def test_bad_arguments(solve):
 def test_cpu_kernel_iterates_and_reverse_pass_equal_pytorch(
         last, num_iters, monkeypatch):
     """SeT's Sinkhorn iterations and their reverse pass: the C++ loops
-    (csrc/sinkhorn_cpu.cpp) give the batched-matmul path's every iterate
+    (_ext/csrc/sinkhorn_cpu.cpp) give the batched-matmul path's every iterate
     and rank-1 gradient terms, with a masked (all-zero) row."""
-    import mmeffattn.ops.sinkhorn_iterates as st
-    from mmeffattn.ops.cpu_extension import cpu_extension_available
-    if not cpu_extension_available():
+    import mmeffattn.ops.set.sinkhorn_iterates as st
+    from mmeffattn.ops._ext import extension_available
+    if not extension_available():
         pytest.skip('the CPU kernel cannot be built here')
     g = torch.Generator().manual_seed(0)
     kern = torch.rand(2, 3, 11, 5, generator=g, dtype=torch.float64)
@@ -127,7 +127,7 @@ def test_cpu_kernel_iterates_and_reverse_pass_equal_pytorch(
     results = []
     for use_kernel in (True, False):
         if not use_kernel:
-            monkeypatch.setattr(st, '_use_kernel', lambda kern: False)
+            monkeypatch.setattr(st, 'sinkhorn_kernel_runs', lambda kern: False)
         u, v, trace = st.scaling_iterates(kern, a, b, num_iters, last)
         terms = st._trace_rank1_terms(kern, trace, grad_u, grad_v)
         results.append((u, v, *trace, *terms))

@@ -5,10 +5,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmeffattn.ops.sparse_sampling import (adaptive_mixing,
-                                           adaptive_mixing_flops,
-                                           roi_sampling_points, sample_points,
-                                           sample_points_flops)
+from mmeffattn.ops import (adaptive_mixing, adaptive_mixing_flops,
+                           roi_sampling_points, sample_points,
+                           sample_points_flops)
 
 
 def bilinear_loop(feat, points):

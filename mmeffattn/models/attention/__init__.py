@@ -1,7 +1,5 @@
 from .attention_stem import AttentionStem
-from .linear_angular_attention import (LinearAngularAttention,
-                                       linear_angular_attention,
-                                       masked_softmax_attention)
+from .linear_angular_attention import LinearAngularAttention
 from .local_self_attention import LocalSelfAttention2d
 from .proportional_attention import ProportionalMultiheadAttention
 from .set_attention import SeTAttention
@@ -9,5 +7,4 @@ from .window_self_attention import WindowSelfAttention2d
 
 __all__ = ['LocalSelfAttention2d', 'AttentionStem', 'SeTAttention',
            'LinearAngularAttention', 'ProportionalMultiheadAttention',
-           'linear_angular_attention', 'masked_softmax_attention',
            'WindowSelfAttention2d']

@@ -5,10 +5,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmeffattn.models.utils.backbone import check_int
-from mmeffattn.ops.attention_stem import (FUSED_BLOCKS,
-                                          attention_stem_bn_relu_pool)
-from mmeffattn.ops.export import is_exporting
-from mmeffattn.ops.patch_attention import patch_attention
+from mmeffattn.ops import (attention_stem_bn_relu_pool,
+                           attention_stem_fused_runs, patch_attention)
 from mmeffattn.registry import MODELS
 
 
@@ -25,8 +23,9 @@ class AttentionStem(BaseModule):
     number of mixtures m; we use 4 (docs/sasa.md).
 
     On CPU with a plain ``BatchNorm2d`` and blocks 4 or 8, the attention,
-    norm, ReLU and pool run fused (:mod:`mmeffattn.ops.attention_stem`): the
-    same function and gradients without the full-resolution maps. Elsewhere
+    norm, ReLU and pool run fused
+    (:func:`mmeffattn.ops.attention_stem_bn_relu_pool`): the same function
+    and gradients without the full-resolution maps. Elsewhere
     (GPU, SyncBN, other blocks, export) the unfused modules run.
 
     Shapes:
@@ -92,11 +91,26 @@ class AttentionStem(BaseModule):
 
     def _fused(self, x: torch.Tensor) -> bool:
         """Whether the fused CPU kernel computes this forward."""
-        from mmeffattn.ops.cpu_extension import cpu_extension_available
-        if (x.device.type != 'cpu' or self.block not in FUSED_BLOCKS
-                or type(self.norm) is not nn.BatchNorm2d or is_exporting()):
-            return False
-        return cpu_extension_available()
+        return type(self.norm) is nn.BatchNorm2d and \
+            attention_stem_fused_runs(x, self.block)
+
+    def _batch_norm_args(self) -> dict:
+        """What ``nn.BatchNorm2d.forward`` passes to ``F.batch_norm`` (and,
+        in training, the batch counter it advances)."""
+        norm = self.norm
+        factor = 0.0 if norm.momentum is None else norm.momentum
+        if norm.training and norm.track_running_stats and \
+                norm.num_batches_tracked is not None:
+            norm.num_batches_tracked.add_(1)
+            if norm.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(norm.num_batches_tracked)
+        tracked = not norm.training or norm.track_running_stats
+        return dict(
+            running_mean=norm.running_mean if tracked else None,
+            running_var=norm.running_var if tracked else None,
+            weight=norm.weight, bias=norm.bias,
+            training=norm.training or norm.running_mean is None,
+            momentum=factor, eps=norm.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, _, height, width = x.shape
@@ -114,7 +128,8 @@ class AttentionStem(BaseModule):
             if self._fused(x):
                 return attention_stem_bn_relu_pool(
                     x.contiguous(), w_query, w_key, w_value, self.rel_row,
-                    self.rel_col, self.norm, self.num_heads, b)
+                    self.rel_col, **self._batch_norm_args(),
+                    num_heads=self.num_heads, block=b)
             # Projections of the (few-channel) input patches, straight into
             # the attention's (B, n, C, b^2) layout; the m mixture values are
             # one per-position projection (linear in W_V^m).

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmeffattn.models.utils.backbone import check_int
-from mmeffattn.ops import local_attention2d_qkv
+from mmeffattn.ops import local_attention2d_qkv, local_attention2d_weights
 from mmeffattn.registry import MODELS
 
 
@@ -148,8 +148,6 @@ class LocalSelfAttention2d(BaseModule):
         """(B, C_in, H, W) -> (B, heads, k*k, H, W): each query's softmax
         weights over its window (row-major offsets), as the forward uses
         them (before the stride-2 pooling)."""
-        from mmeffattn.ops.local_attention_unfold import \
-            local_attention2d_weights
         bsz, _, height, width = x.shape
         query, key = self.query(x), self.key(x)
         attn = local_attention2d_weights(

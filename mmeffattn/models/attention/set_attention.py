@@ -9,10 +9,10 @@ from mmengine.model import BaseModule
 
 from mmeffattn.models.utils.backbone import (check_divisible, check_int,
                                              check_number, check_square)
-from mmeffattn.ops import (grid_positions, is_exporting, nystrom_basis,
-                           nystrom_features, set_attention, squared_distances)
-from mmeffattn.ops.cpu_extension import eager_kernel_runs
-from mmeffattn.ops.set_transport import set_attention_nystrom
+from mmeffattn.ops import (grid_positions, is_exporting, items_per_chunk,
+                           nystrom_basis, nystrom_features,
+                           nystrom_kernel_runs, set_attention,
+                           set_attention_nystrom, squared_distances)
 from mmeffattn.registry import MODELS
 
 FEATURE_MAPS = ('nystrom', 'linear')
@@ -44,9 +44,9 @@ class SeTAttention(BaseModule):
         pos_penalty (bool): use the positional term. Defaults to True.
         sinkhorn (str): ``'scaling'`` (fast) or ``'log'`` (log domain).
         qkv_bias (bool), attn_drop, proj_drop: as mmpretrain attention.
-        qkv_chunk_bytes (int): the fused CPU path runs the batch in chunks
-            whose q/k/v projection takes about this many bytes (see
-            :meth:`batch_chunk`); 0: one chunk. Defaults to 8 MiB.
+        qkv_chunk_bytes (int, optional): the fused CPU path's batch chunk,
+            in bytes of q/k/v projection (:meth:`batch_chunk`); 0: one
+            chunk. Defaults to None: ``mmeffattn.ops.CHUNK_BYTES['qkv']``.
 
     Shapes:
         x: (B, N, C) with ``hw_shape = (H, W)``, N = H*W -> (B, N, C).
@@ -66,7 +66,7 @@ class SeTAttention(BaseModule):
                  qkv_bias: bool = True,
                  attn_drop: float = 0.,
                  proj_drop: float = 0.,
-                 qkv_chunk_bytes: int = 8 << 20,
+                 qkv_chunk_bytes: Optional[int] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
         owner = 'SeTAttention'
@@ -80,7 +80,8 @@ class SeTAttention(BaseModule):
         check_number(owner, 'kernel_sigma', kernel_sigma, 0, low_open=True)
         if num_anchors is not None:
             check_int(owner, 'num_anchors', num_anchors)
-        check_int(owner, 'qkv_chunk_bytes', qkv_chunk_bytes, 0)
+        if qkv_chunk_bytes is not None:
+            check_int(owner, 'qkv_chunk_bytes', qkv_chunk_bytes, 0)
         if feature_map not in FEATURE_MAPS:
             raise ValueError(f'feature_map must be one of {FEATURE_MAPS}, '
                              f'got {feature_map!r}')
@@ -219,20 +220,18 @@ class SeTAttention(BaseModule):
         return plans
 
     def batch_chunk(self, x: torch.Tensor) -> int:
-        """Batch items per chunk of the fused CPU path: as many as keep a
-        chunk's (n, N, 3C) fp32 q/k/v projection within ``qkv_chunk_bytes``,
-        and at least enough (batch, head) groups for every thread. A chunk
-        runs projection, transport and output projection while its q/k/v
-        is in cache, and no tensor of the layer's backward is B x N x 3C
-        (large ones are mapped and zeroed afresh by the allocator on every
-        step). Elsewhere (GPU, tracing) the whole batch is one chunk."""
+        """Batch items per chunk of the fused CPU path (projection,
+        transport and output projection of a chunk run together): those
+        whose (n, N, 3C) fp32 q/k/v projection fits ``qkv_chunk_bytes``
+        (:mod:`mmeffattn.ops.set.chunking` says why), and at least enough
+        (batch, head) groups for every thread. Elsewhere (GPU, tracing) the
+        whole batch is one chunk."""
         bsz, num_tokens, channels = x.shape
-        if not self.qkv_chunk_bytes or not eager_kernel_runs(
-                x, (torch.float32, torch.float64, torch.bfloat16)):
+        if not nystrom_kernel_runs(x):
             return bsz
-        per_item = num_tokens * 3 * channels * 4
         groups = -(-torch.get_num_threads() // self.num_heads)
-        return max(1, groups, self.qkv_chunk_bytes // per_item)
+        return items_per_chunk(num_tokens * 3 * channels * 4,
+                               self.qkv_chunk_bytes, 'qkv', at_least=groups)
 
     def _fused(self, x, z, weight, pos_log, pos_scale, mask):
         """(n, N, C) -> (n, N, C) through the fused SeT kernel."""

@@ -4,7 +4,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmeffattn.models.utils.backbone import check_int
-from mmeffattn.ops.window_attention import window_attention2d
+from mmeffattn.ops import window_attention2d
 from mmeffattn.registry import MODELS
 
 

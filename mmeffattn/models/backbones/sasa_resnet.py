@@ -8,7 +8,7 @@ from mmeffattn.models.attention import AttentionStem, LocalSelfAttention2d
 from mmeffattn.models.utils import (EffAttnBackbone, check_divisible,
                                     check_frozen_stages, check_int,
                                     check_out_indices)
-from mmeffattn.ops.local_attention import IMPLS
+from mmeffattn.ops import LOCAL_ATTENTION_IMPLS as IMPLS
 from mmeffattn.registry import MODELS
 
 

@@ -12,8 +12,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmeffattn.models.utils import (EffAttnBackbone, check_divisible,
                                     check_frozen_stages, check_int,
                                     check_number, check_square)
-from mmeffattn.ops.sparse_sampling import (adaptive_mixing,
-                                           roi_sampling_points, sample_points)
+from mmeffattn.ops import adaptive_mixing, roi_sampling_points, sample_points
 from mmeffattn.registry import MODELS
 
 

@@ -4,7 +4,7 @@
 // sinkhorn_cpu.cpp (a batch of kernels) and set_nystrom_cpu.cpp (SeT's
 // fused attention, one (batch, head) group at a time).
 //
-// Schedule (ops/sinkhorn.py's _alternate): updates alternate row, column,
+// Schedule (ops/set/sinkhorn.py's _alternate): updates alternate row, column,
 // row, ... starting with a row update from v = 1; n_updates = 2L (ending with
 // a column update) or 2L + 1 (ending with a row update).
 //   row r:    s = max(K v, tiny),   u = a / s   (v: column output r - 1)

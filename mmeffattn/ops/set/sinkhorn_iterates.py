@@ -1,13 +1,13 @@
 """Sinkhorn's scaling-domain iterations with every iterate kept, and their
 reverse pass: the differentiable core of SeT's fused transport
-(:mod:`.set_transport`).
+(:mod:`.transport`).
 
 The iterations follow :func:`sinkhorn.sinkhorn_scaling`'s schedule on a
 Gibbs kernel ``K = exp(logK - rowmax)``; only the scaling vectors of each
 update (N and m entries) are kept. Backward differentiates the updates in
 reverse: each one (``u = a / (K v)`` or ``v = b / (K^T u)``) adds a rank-1
 term to ``dK``, all summed by one (N x R) @ (R x m) product. On CPU (fp32 /
-fp64) both directions are C++ loops (``csrc/sinkhorn_cpu.cpp``), elsewhere
+fp64) both directions are C++ loops (:mod:`.sinkhorn_cpu`), elsewhere
 batched matmuls (tested equal).
 """
 from typing import NamedTuple, Optional
@@ -15,6 +15,8 @@ from typing import NamedTuple, Optional
 import torch
 
 from .sinkhorn import _alternate
+from .sinkhorn_cpu import (sinkhorn_iterates_backward_cpu,
+                           sinkhorn_iterates_cpu, sinkhorn_kernel_runs)
 
 TINY = 1e-30
 
@@ -47,18 +49,12 @@ class SinkhornTrace(NamedTuple):
     col_dens: torch.Tensor  # (n_cols, ..., 1, m)
 
 
-def _use_kernel(kern: torch.Tensor) -> bool:
-    from .cpu_extension import eager_kernel_runs
-    return not kern.requires_grad and eager_kernel_runs(
-        kern, (torch.float32, torch.float64))
-
-
 def scaling_iterates(kern: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                      num_iters: int, last: str):
     """Sinkhorn in the scaling domain with the schedule of
     :func:`sinkhorn_scaling` (``sinkhorn._alternate``): a row update from
     ``v = 1``, then rounds ending with ``last``. On CPU (fp32/fp64, no
-    autograd through it) the C++ loops of ``csrc/sinkhorn_cpu.cpp``.
+    autograd through it) the C++ loops of :mod:`.sinkhorn_cpu`.
 
     Args:
         kern: (..., N, m) Gibbs kernel; a: (..., N, 1); b: (..., 1, m).
@@ -69,14 +65,12 @@ def scaling_iterates(kern: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     """
     n_updates = 2 * num_iters + (last == 'row')
     lead, (n, m) = kern.shape[:-2], kern.shape[-2:]
-    if _use_kernel(kern):
-        from .cpu_extension import load_cpu_extension
+    if sinkhorn_kernel_runs(kern):
         groups = kern[..., 0, 0].numel()
-        rows, row_dens, cols, col_dens = load_cpu_extension(
-        ).sinkhorn_iterates(kern.reshape(groups, n, m),
-                            a.expand(lead + (n, 1)).reshape(groups, n),
-                            b.expand(lead + (1, m)).reshape(groups, m),
-                            n_updates, TINY)
+        rows, row_dens, cols, col_dens = sinkhorn_iterates_cpu(
+            kern.reshape(groups, n, m),
+            a.expand(lead + (n, 1)).reshape(groups, n),
+            b.expand(lead + (1, m)).reshape(groups, m), n_updates, TINY)
         trace = SinkhornTrace(rows.view(-1, *lead, n, 1),
                               row_dens.view(-1, *lead, n, 1),
                               cols.view(-1, *lead, 1, m),
@@ -107,13 +101,12 @@ def _trace_rank1_terms(kern, trace: SinkhornTrace, grad_u, grad_v):
     (..., n, m)."""
     lead, (n, m) = kern.shape[:-2], kern.shape[-2:]
     n_updates = trace.rows.shape[0] + trace.cols.shape[0]
-    if _use_kernel(kern):
-        from .cpu_extension import load_cpu_extension
+    if sinkhorn_kernel_runs(kern):
         groups = kern[..., 0, 0].numel()
 
         def flat(t, size):
             return t.reshape(t.shape[0], groups, size)
-        lefts, rights = load_cpu_extension().sinkhorn_iterates_backward(
+        lefts, rights = sinkhorn_iterates_backward_cpu(
             kern.reshape(groups, n, m), flat(trace.rows, n),
             flat(trace.row_dens, n), flat(trace.cols, m),
             flat(trace.col_dens, m), grad_u.reshape(groups, n),

@@ -1,4 +1,5 @@
-"""The fused CPU kernel of SASA as a ``torch.library`` custom op.
+"""The CPU backend of :func:`local_attention2d`: the fused kernel
+(``_ext/csrc/local_attention_cpu.cpp``) as ``torch.library`` custom ops.
 
 ``mmeffattn::local_attention2d_cpu`` (forward: output and attention weights)
 and ``mmeffattn::local_attention2d_cpu_backward`` have fake (meta)
@@ -11,15 +12,11 @@ from typing import List
 import torch
 from torch import Tensor
 
-from .cpu_extension import load_cpu_extension
+from .._ext import require_extension
 
 
 def _extension():
-    ext = load_cpu_extension()
-    if ext is None:
-        raise RuntimeError('the CPU kernel of local_attention2d could not be '
-                           'built here; use impl="halo"')
-    return ext
+    return require_extension('local_attention2d (use impl="halo")')
 
 
 def _canonical_strides(t: Tensor) -> Tensor:
@@ -63,8 +60,8 @@ def local_attention2d_cpu(q: Tensor, k: Tensor, v: Tensor, rel_row: Tensor,
     """Channels-first q, k, v (B, heads, d, H, W) -> output (B, heads, d, H, W)
     (contiguous, i.e. (B, C, H, W)). Logits are ``scale * q . (k + r)``.
     Backward saves only the inputs and recomputes the attention weights."""
-    return _extension().forward(*_same_strides(q, k, v), rel_row, rel_col,
-                                kernel_size, mask, scale)
+    return _extension().local_attention_forward(
+        *_same_strides(q, k, v), rel_row, rel_col, kernel_size, mask, scale)
 
 
 @local_attention2d_cpu.register_fake
@@ -81,10 +78,9 @@ def local_attention2d_cpu_backward(grad_out: Tensor, q: Tensor, k: Tensor,
     """Gradients of q, k, v (contiguous (B, heads, d, H, W)), rel_row,
     rel_col."""
     grads = [q.new_empty(q.shape) for _ in range(3)]
-    rel_grads = _extension().backward(grad_out.contiguous(),
-                                      *_same_strides(q, k, v), rel_row,
-                                      rel_col, kernel_size, mask, scale,
-                                      *grads)
+    rel_grads = _extension().local_attention_backward(
+        grad_out.contiguous(), *_same_strides(q, k, v), rel_row, rel_col,
+        kernel_size, mask, scale, *grads)
     return grads + list(rel_grads)
 
 
@@ -119,8 +115,9 @@ def local_attention2d_qkv_cpu(qkv: Tensor, rel_row: Tensor, rel_col: Tensor,
     (a view of a (B, 3C, H, W) 1x1 conv output); its backward writes one
     (B, 3, heads, d, H, W) gradient, so autograd assembles nothing."""
     qkv = _planes(qkv)
-    return _extension().forward(qkv[:, 0], qkv[:, 1], qkv[:, 2], rel_row,
-                                rel_col, kernel_size, mask, scale)
+    return _extension().local_attention_forward(
+        qkv[:, 0], qkv[:, 1], qkv[:, 2], rel_row, rel_col, kernel_size, mask,
+        scale)
 
 
 @local_attention2d_qkv_cpu.register_fake
@@ -138,7 +135,7 @@ def local_attention2d_qkv_cpu_backward(grad_out: Tensor, qkv: Tensor,
     rel_col."""
     qkv = _planes(qkv)
     grad = qkv.new_empty(qkv.shape)
-    rel_grads = _extension().backward(
+    rel_grads = _extension().local_attention_backward(
         grad_out.contiguous(), qkv[:, 0], qkv[:, 1], qkv[:, 2], rel_row,
         rel_col, kernel_size, mask, scale, grad[:, 0], grad[:, 1],
         grad[:, 2])

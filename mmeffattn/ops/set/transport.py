@@ -1,6 +1,8 @@
-"""Fused SeT attention: Sinkhorn (scaling domain) + gather / scatter (and,
-for Nystrom features, the features and log kernels) as autograd functions
-with hand-written backward passes.
+"""SeT's transport as autograd functions with hand-written backward passes:
+Sinkhorn (scaling domain) + gather / scatter (:class:`TransportFunction`),
+and for Nystrom features also the features and log kernels
+(:class:`NystromTransportFunction`, the PyTorch path of
+:func:`~.set_attention.set_attention_nystrom`).
 
 Autograd through the unrolled Sinkhorn loop saves every N x m temporary of
 every iteration. Here the forward keeps only the Gibbs kernels (or, for
@@ -13,8 +15,7 @@ from typing import Optional
 
 import torch
 
-from .export import is_exporting
-from .set_nystrom_cpu import SeTNystromKernel, use_nystrom_kernel
+from ..export import is_exporting
 from .sinkhorn_iterates import gibbs_kernel, scaling_backward, scaling_iterates
 
 
@@ -32,7 +33,7 @@ def _marginals(kern, mask):
 
 
 def transport_forward(log_q, log_k, v, num_iters, mask, inplace=False):
-    """The forward of :class:`SeTTransport` in plain ops (autograd, export
+    """The forward of :class:`TransportFunction` in plain ops (autograd, export
     and compile can trace it). Returns ``out`` (work dtype) and the state
     the fused backward keeps; ``inplace``: the log kernels become the Gibbs
     kernels."""
@@ -101,7 +102,7 @@ def transport_backward(ctx, saved, grad_out):
     return grad_log_q, grad_log_k, grad_v.to(ctx.v_dtype)
 
 
-class SeTTransport(torch.autograd.Function):
+class TransportFunction(torch.autograd.Function):
     """``out = n T^q (m T^k^T V)`` with ``T^k`` column-exact and ``T^q``
     row-exact Sinkhorn plans of ``logK^k``, ``logK^q`` (see set_attention).
     Runs in the dtype of the log kernels (at least fp32), autocast off."""
@@ -163,12 +164,13 @@ def nystrom_log_kernel_backward(x, z, weight, sigma, grad_log, pieces):
 
 
 class _Chunk:
-    """What the backward keeps of one batch chunk (see SeTNystromAttention)."""
+    """What the backward keeps of one batch chunk (see
+    :class:`NystromTransportFunction`)."""
     m = None
     traces = scalings = v_dtype = None
 
 
-class SeTNystromAttention(torch.autograd.Function):
+class NystromTransportFunction(torch.autograd.Function):
     """SeT attention from the qkv projection (Nystrom features, log kernels
     and the transport in one function), batch chunk by batch chunk.
 
@@ -276,72 +278,9 @@ class SeTNystromAttention(torch.autograd.Function):
                 None, None, None, None)
 
 
-def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
-                          weight: torch.Tensor, sigma: float,
-                          num_iters: int,
-                          pos_log: Optional[torch.Tensor] = None,
-                          mask: Optional[torch.Tensor] = None,
-                          chunk_bytes: int = 2 << 20,
-                          kernel: Optional[bool] = None,
-                          pos_scale: Optional[torch.Tensor] = None
-                          ) -> torch.Tensor:
-    """SeT attention with Nystrom features, fused, from the qkv projection.
-
-    Equals ``set_attention(nystrom_features(q), nystrom_features(k), v,
-    refs, eps, ...)`` (transposed to tokens-first) for
-    ``z, K^(-1/2) = nystrom_basis(anchors)`` and
-    ``weight = K^(-1/2) @ refs^T / eps``.
-
-    Args:
-        qkv: (B, N, 3, h, d), as ``Linear(C, 3C)(x).view(B, N, 3, h, d)``.
-        z: (h, a, d) unit anchors; weight: (h, a, m).
-        sigma: kernel bandwidth; num_iters: Sinkhorn iterations.
-        pos_log: (h or 1, N, m) or None; mask: (B, N) bool or None.
-        chunk_bytes: batch chunks whose (h, N, m) kernels take about this
-            many bytes: Sinkhorn's passes stay in cache and backward's
-            temporaries stay small (PyTorch path only).
-        kernel: run the CPU kernel (:mod:`.set_nystrom_cpu`); default:
-            where it runs (eager, CPU, fp32 / fp64 / bf16), else the
-            PyTorch path of this file.
-        pos_scale: (h,) or None: the positional term is
-            ``pos_scale[:, None, None] * pos_log`` (SeT's penalty is a
-            per-head scale of one (1, N, m) grid; the kernel never forms
-            the (h, N, m) product).
-
-    Returns:
-        (B, N, h, d) in ``qkv``'s dtype.
-    """
-    bsz, num_tokens, _, heads, _ = qkv.shape
-    if kernel is None:
-        kernel = use_nystrom_kernel(qkv)
-    if kernel:
-        if mask is not None:
-            mask = mask.to(torch.bool).contiguous()
-        return SeTNystromKernel.apply(qkv, z, weight, pos_log, pos_scale,
-                                      sigma, num_iters, mask)
-    if pos_scale is not None:
-        pos_log = pos_scale[:, None, None] * pos_log
-    if torch.compiler.is_compiling() or is_exporting():
-        work = torch.promote_types(qkv.dtype, torch.float32)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        logs = [nystrom_log_kernel_traced(x.to(work), z.to(work),
-                                          weight.to(work), sigma)
-                for x in (q, k)]
-        if pos_log is not None:
-            logs = [log + pos_log.to(work) for log in logs]
-        if mask is not None:
-            mask = mask[:, None].expand(logs[0].shape[:-1])
-        out = transport_forward(*logs, v, num_iters, mask)[0]
-        return out.to(qkv.dtype).transpose(1, 2)
-    per_item = heads * num_tokens * weight.shape[-1] * 4
-    chunk = max(1, chunk_bytes // max(per_item, 1))
-    return SeTNystromAttention.apply(qkv, z, weight, pos_log, sigma,
-                                     num_iters, mask, chunk)
-
-
-def set_transport(log_q: torch.Tensor, log_k: torch.Tensor, v: torch.Tensor,
-                  num_iters: int,
-                  mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def transport(log_q: torch.Tensor, log_k: torch.Tensor, v: torch.Tensor,
+              num_iters: int,
+              mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Fused SeT transport from log kernels (any feature map).
 
     Args:
@@ -356,7 +295,7 @@ def set_transport(log_q: torch.Tensor, log_k: torch.Tensor, v: torch.Tensor,
     if torch.compiler.is_compiling() or is_exporting():
         return transport_forward(log_q, log_k, v, num_iters,
                                  mask)[0].to(v.dtype)
-    return SeTTransport.apply(log_q, log_k, v, num_iters, mask)
+    return TransportFunction.apply(log_q, log_k, v, num_iters, mask)
 
 
 def transport_plans(log_q, log_k, num_iters, mask=None):

@@ -6,8 +6,8 @@ stride ``b``, whose windows are the patches. Unfused, every step writes and
 reads several (B, C, H, W) maps at full resolution (C = 64 at 224^2: 103 MB
 each at B = 8) and their gradients; that traffic, not the attention's
 arithmetic, dominated a SASA-R50 training step. Fused
-(``csrc/attention_stem_cpu.cpp``), each patch's projections, attention,
-normalisation and pool happen in cache:
+(``_ext/csrc/attention_stem_cpu.cpp``, :mod:`.attention_stem_cpu`), each
+patch's projections, attention, normalisation and pool happen in cache:
 
 * forward: one pass gives BatchNorm's batch statistics (per-channel sum and
   sum of squares of the attention output y, in double) and each patch's
@@ -22,68 +22,24 @@ The same function as ``max_pool(relu(BatchNorm2d(patch_attention(...))))``
 in values, gradients and running statistics (tests, fp64). Other norms,
 devices and dtypes use that unfused path (:class:`AttentionStem`).
 """
-from typing import List
+from typing import Optional
 
 import torch
-import torch.nn as nn
 from torch import Tensor
 
-from .cpu_extension import load_cpu_extension
+from .._ext import extension_available
+from ..export import is_exporting
+from .attention_stem_cpu import attention_stem_backward, attention_stem_forward
 
 FUSED_BLOCKS = (4, 8)  # b^2 a multiple of 16 (and 8): the kernel's vectors
 
 
-def _extension():
-    ext = load_cpu_extension()
-    if ext is None:
-        raise RuntimeError('the CPU kernel of the attention stem could not be '
-                           'built here')
-    return ext
-
-
-@torch.library.custom_op('mmeffattn::attention_stem_forward',
-                         mutates_args=(), device_types='cpu')
-def attention_stem_forward(x: Tensor, w_query: Tensor, w_key: Tensor,
-                           w_value: Tensor, rel_row: Tensor, rel_col: Tensor,
-                           num_heads: int, block: int) -> List[Tensor]:
-    """The patch attention output y, reduced: per-channel sum and sum of
-    squares over the batch and every position ((C,) each, fp64), and per
-    (image, channel, patch) its max and min ((B, C, nH, nW) each)."""
-    return list(_extension().stem_forward(x, w_query, w_key, w_value,
-                                          rel_row, rel_col, num_heads, block))
-
-
-@attention_stem_forward.register_fake
-def _(x, w_query, w_key, w_value, rel_row, rel_col, num_heads, block):
-    channels = w_query.shape[0]
-    shape = (x.shape[0], channels, x.shape[2] // block, x.shape[3] // block)
-    return [x.new_empty(channels, dtype=torch.float64),
-            x.new_empty(channels, dtype=torch.float64), x.new_empty(shape),
-            x.new_empty(shape)]
-
-
-@torch.library.custom_op('mmeffattn::attention_stem_backward',
-                         mutates_args=(), device_types='cpu')
-def attention_stem_backward(x: Tensor, w_query: Tensor, w_key: Tensor,
-                            w_value: Tensor, rel_row: Tensor,
-                            rel_col: Tensor, grad_max: Tensor,
-                            y_pooled: Tensor, alpha: Tensor, beta: Tensor,
-                            gamma: Tensor, num_heads: int, block: int,
-                            need_input_grad: bool) -> List[Tensor]:
-    """Gradients (x or an empty tensor, w_query, w_key, w_value, rel_row,
-    rel_col) for ``dL/dy_p = alpha grad_max [y_p = y_pooled] + beta +
-    gamma y_p`` per channel (y recomputed; the first such p)."""
-    return list(_extension().stem_backward(
-        x, w_query, w_key, w_value, rel_row, rel_col, grad_max, y_pooled,
-        alpha, beta, gamma, num_heads, block, need_input_grad))
-
-
-@attention_stem_backward.register_fake
-def _(x, w_query, w_key, w_value, rel_row, rel_col, grad_max, y_pooled, alpha,
-      beta, gamma, num_heads, block, need_input_grad):
-    dx = torch.empty_like(x) if need_input_grad else x.new_empty(0)
-    return [dx] + [torch.empty_like(t)
-                   for t in (w_query, w_key, w_value, rel_row, rel_col)]
+def attention_stem_fused_runs(x: Tensor, block: int) -> bool:
+    """Whether :func:`attention_stem_bn_relu_pool` runs for ``x``: on CPU,
+    ``block`` in ``FUSED_BLOCKS``, not exporting, the kernels built here."""
+    if x.device.type != 'cpu' or block not in FUSED_BLOCKS or is_exporting():
+        return False
+    return extension_available()
 
 
 def _pool(extremes, weight, bias, mean, inv_std):
@@ -141,8 +97,13 @@ class AttentionStemPool(torch.autograd.Function):
 
 def attention_stem_bn_relu_pool(x: Tensor, w_query: Tensor, w_key: Tensor,
                                 w_value: Tensor, rel_row: Tensor,
-                                rel_col: Tensor, norm: nn.BatchNorm2d,
-                                num_heads: int, block: int) -> Tensor:
+                                rel_col: Tensor,
+                                running_mean: Optional[Tensor],
+                                running_var: Optional[Tensor],
+                                weight: Optional[Tensor],
+                                bias: Optional[Tensor], training: bool,
+                                momentum: float, eps: float, num_heads: int,
+                                block: int) -> Tensor:
     """``max_pool2d(relu(norm(patch_attention(...))), block, block)``, fused.
 
     Where the normalised values of a patch tie only after rounding, the pool
@@ -153,8 +114,10 @@ def attention_stem_bn_relu_pool(x: Tensor, w_query: Tensor, w_key: Tensor,
         w_query, w_key: (C, C_in) projections; w_value: (block^2, C, C_in),
             the value projection of each position in the patch.
         rel_row, rel_col: (2*block - 1, d/2) relative embeddings.
-        norm: the BatchNorm2d (its running statistics are updated as its
-            own forward would).
+        running_mean, running_var, weight, bias, training, momentum, eps:
+            BatchNorm's, as :func:`torch.nn.functional.batch_norm` takes
+            them: with ``training`` the batch statistics normalise and
+            update the running ones (when given) in place by ``momentum``.
         num_heads, block: heads (C divisible by 2*heads) and patch edge
             (one of ``FUSED_BLOCKS``).
 
@@ -167,24 +130,25 @@ def attention_stem_bn_relu_pool(x: Tensor, w_query: Tensor, w_key: Tensor,
     w_value_t = w_value.permute(1, 2, 0).contiguous()  # (C, C_in, P)
     rel_row, rel_col = rel_row.to(dtype), rel_col.to(dtype)
     channels = w_query.shape[0]
-    weight = norm.weight.to(dtype) if norm.affine else x.new_ones(channels)
-    bias = norm.bias.to(dtype) if norm.affine else x.new_zeros(channels)
+    weight = x.new_ones(channels) if weight is None else weight.to(dtype)
+    bias = x.new_zeros(channels) if bias is None else bias.to(dtype)
     inputs = (x, w_query, w_key, w_value_t, rel_row, rel_col)
     with torch.no_grad():
         total, squares, *extremes = attention_stem_forward(
             *(t.detach() for t in inputs), num_heads, block)
-    batch_stats = norm.training or norm.running_mean is None
+    batch_stats = training or running_mean is None
     if batch_stats:
         with torch.no_grad():
             count = x.shape[0] * x.shape[2] * x.shape[3]
             mean = total / count
             var = (squares / count - mean.square()).clamp_(min=0)
-            if norm.training and norm.track_running_stats:
-                _update_running_stats(norm, mean, var, count)
+            if training and running_mean is not None:
+                _update_running_stats(running_mean, running_var, mean, var,
+                                      count, momentum)
             mean, var = mean.to(dtype), var.to(dtype)
     else:
-        mean, var = norm.running_mean.to(dtype), norm.running_var.to(dtype)
-    inv_std = (var + norm.eps).rsqrt()
+        mean, var = running_mean.to(dtype), running_var.to(dtype)
+    inv_std = (var + eps).rsqrt()
     if torch.jit.is_tracing() or not (torch.is_grad_enabled() and any(
             t.requires_grad for t in inputs + (weight, bias))):
         return _pool(extremes, weight, bias, mean, inv_std)[0]
@@ -192,14 +156,11 @@ def attention_stem_bn_relu_pool(x: Tensor, w_query: Tensor, w_key: Tensor,
                                    extremes, batch_stats, num_heads, block)
 
 
-def _update_running_stats(norm: nn.BatchNorm2d, mean: Tensor, var: Tensor,
-                          count: int) -> None:
-    """What ``nn.BatchNorm2d.forward`` does to its buffers in training."""
-    factor = norm.momentum
-    if norm.num_batches_tracked is not None:
-        norm.num_batches_tracked.add_(1)
-        if norm.momentum is None:  # cumulative moving average
-            factor = 1.0 / float(norm.num_batches_tracked)
+def _update_running_stats(running_mean: Tensor, running_var: Tensor,
+                          mean: Tensor, var: Tensor, count: int,
+                          momentum: float) -> None:
+    """What BatchNorm does to its running statistics in training (the
+    variance unbiased)."""
     unbiased = var * (count / max(count - 1, 1))
-    norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), factor)
-    norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), factor)
+    running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+    running_var.lerp_(unbiased.to(running_var.dtype), momentum)

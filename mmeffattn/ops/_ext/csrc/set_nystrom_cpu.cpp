@@ -8,7 +8,7 @@
 // Nothing N x m is kept between forward and backward: backward recomputes
 // each side's kernel.
 //
-// Per group (ops/set_transport.py has the same maths in PyTorch ops):
+// Per group (ops/set/transport.py has the same maths in PyTorch ops):
 //   log = exp((x z^T / |x| - 1) / sigma^2) W + c_h pos,  K = exp(log - rowmax)
 // (pos (N, m) shared by the heads or per head, c_h a per-head scale: SeT's
 // positional penalty is -|p_i - p_j|^2 / (2 sigma_h^2), so no (h, N, m)

@@ -18,9 +18,10 @@ Borders (the SASA paper is silent; see docs/sasa.md):
 Two implementations, same semantics (both tested against a brute-force loop):
 
 * ``'cpp'`` (CPU; the default there): a fused C++ kernel
-  (``csrc/local_attention_cpu.cpp``, JIT-built, OpenMP) on channels-first
-  planes, vectorised over each row's queries; it saves only its inputs and
-  recomputes the attention weights in backward; registered as the custom ops
+  (``_ext/csrc/local_attention_cpu.cpp``, OpenMP;
+  :mod:`.local_attention_cpu`) on channels-first planes, vectorised over
+  each row's queries; it saves only its inputs and recomputes the attention
+  weights in backward; registered as the custom ops
   ``mmeffattn::local_attention2d_cpu`` and ``..._qkv_cpu`` (stacked q|k|v of
   one 1x1 conv, :func:`local_attention2d_qkv`), so that torch.compile keeps it
   in its graph;
@@ -31,7 +32,7 @@ Two implementations, same semantics (both tested against a brute-force loop):
   Its autograd function saves only its inputs and recomputes in backward.
 
 Neither materialises the ``C * k^2 * HW`` unfolded keys/values of the naive
-implementation (:func:`local_attention2d_unfold`).
+implementation (:func:`.reference.local_attention2d_unfold`).
 
 Export (:func:`~mmeffattn.ops.export.export_mode`, legacy ONNX export): the
 blocked forward as plain torch ops, neither the kernel nor an autograd
@@ -49,9 +50,10 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .export import is_exporting
-from .local_attention_cpu_op import (local_attention2d_cpu,
-                                     local_attention2d_qkv_cpu)
+from .._ext import extension_available
+from ..export import is_exporting
+from .local_attention_cpu import (local_attention2d_cpu,
+                                  local_attention2d_qkv_cpu)
 
 BORDERS = ('zero', 'mask')
 IMPLS = ('auto', 'cpp', 'halo')
@@ -185,8 +187,7 @@ def _use_cpp(q: torch.Tensor, impl: str) -> bool:
         return False
     ok = q.device.type == 'cpu' and q.is_floating_point()
     if ok:
-        from .cpu_extension import cpu_extension_available
-        ok = cpu_extension_available()
+        ok = extension_available()
     if impl == 'cpp' and not ok:
         raise RuntimeError('impl="cpp" needs a CPU floating-point input and '
                            'the compiled CPU kernel')
@@ -313,6 +314,42 @@ def local_attention2d_qkv(qkv: torch.Tensor, num_heads: int,
             kernel_size, border == 'mask',
             kernel_scale)
     return out.view(bsz, channels3 // 3, height, width).to(qkv.dtype)
+
+
+def local_attention2d_weights(q, k, rel_row, rel_col, kernel_size: int,
+                              border: str = 'zero',
+                              scale: Optional[float] = None) -> torch.Tensor:
+    """The SASA softmax weights of every query over its k x k window.
+
+    q, k: (B, h, H, W, d) -> (B, h, k^2, H*W); window offsets in row-major
+    order (row -r..r, then column -r..r); each column sums to 1.
+    """
+    bsz, heads, height, width, d = q.shape
+    r = kernel_size // 2
+    kk = kernel_size * kernel_size
+    if scale is not None:
+        q = q * scale
+    qf = q.permute(0, 1, 4, 2, 3).reshape(bsz, heads, d, 1, height * width)
+    rel = torch.cat([
+        rel_row[:, None, :].expand(kernel_size, kernel_size, d // 2),
+        rel_col[None, :, :].expand(kernel_size, kernel_size, d // 2)
+    ], -1).reshape(kk, d).t()  # (d, k^2)
+    logits = (qf * (unfold_windows(k, kernel_size) + rel[:, :, None])).sum(2)
+    if border == 'mask':
+        ones = torch.ones(1, 1, height, width, dtype=q.dtype, device=q.device)
+        inside = F.unfold(ones, kernel_size, padding=r).view(1, 1, kk, -1)
+        logits = logits.masked_fill(inside == 0, float('-inf'))
+    return logits.softmax(2)
+
+
+def unfold_windows(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """(B, h, H, W, d) -> (B, h, d, k^2, H*W): each pixel's zero-padded
+    k x k window, row-major."""
+    bsz, heads, height, width, d = x.shape
+    x = x.permute(0, 1, 4, 2, 3).reshape(bsz, heads * d, height, width)
+    cols = F.unfold(x, kernel_size, padding=kernel_size // 2)
+    return cols.view(bsz, heads, d, kernel_size * kernel_size,
+                     height * width)
 
 
 def local_attention2d_flops(q_shape: Tuple[int, ...], kernel_size: int) -> int:

@@ -18,8 +18,12 @@ from typing import Optional
 
 import torch
 
-from .set_transport import set_transport, transport_plans
+from ..export import is_exporting
+from .chunking import items_per_chunk
+from .nystrom_cpu import NystromTransportCPUFunction, nystrom_kernel_runs
 from .sinkhorn import sinkhorn_log
+from .transport import (NystromTransportFunction, nystrom_log_kernel_traced,
+                        transport, transport_forward, transport_plans)
 
 
 def grid_positions(height: int, width: int, device=None,
@@ -57,7 +61,7 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
                   mask: Optional[torch.Tensor] = None,
                   return_plans: bool = False,
                   sinkhorn: str = 'scaling',
-                  chunk_bytes: int = 4 << 20):
+                  chunk_bytes: Optional[int] = None):
     """SeT attention.
 
     Args:
@@ -72,9 +76,8 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
             gather / scatter into one autograd function that saves only the
             Gibbs kernels; fast, lean) or ``'log'`` (log domain through
             autograd; the reference); the same plans.
-        chunk_bytes: the batch is processed in chunks whose (h, N, m) plans
-            take about this many bytes, so that Sinkhorn's passes over the
-            plans stay in cache (time stays linear in N for large N).
+        chunk_bytes: the batch chunk, in bytes of (h, N, m) plans; default
+            ``CHUNK_BYTES['plans']`` (:mod:`.chunking`).
 
     Returns:
         out (B, h, N, d); with ``return_plans`` also (T^q, T^k), (B, h, N, m).
@@ -83,8 +86,8 @@ def set_attention(psi_q: torch.Tensor, psi_k: torch.Tensor, v: torch.Tensor,
         raise ValueError(f"sinkhorn must be 'scaling' or 'log', got "
                          f'{sinkhorn!r}')
     bsz, heads, num_tokens = psi_k.shape[:3]
-    per_item = heads * num_tokens * refs.shape[-2] * 4
-    step = max(1, chunk_bytes // max(per_item, 1))
+    step = items_per_chunk(heads * num_tokens * refs.shape[-2] * 4,
+                           chunk_bytes, 'plans')
     outs, plans_q, plans_k = [], [], []
     for start in range(0, bsz, step):
         sl = slice(start, start + step)
@@ -113,7 +116,7 @@ def _set_attention_chunk(psi_q, psi_k, v, refs, eps, num_iters, pos_log,
     if mask is not None:
         mask = mask[:, None].expand(log_k.shape[:-1])
     if sinkhorn == 'scaling':
-        out = set_transport(log_q, log_k, v, num_iters, mask)
+        out = transport(log_q, log_k, v, num_iters, mask)
         plans = transport_plans(log_q, log_k, num_iters, mask) \
             if return_plans else (None, None)
         return out, plans
@@ -126,5 +129,67 @@ def _set_attention_chunk(psi_q, psi_k, v, refs, eps, num_iters, pos_log,
     return out, (plan_q, plan_k)
 
 
-__all__ = ['set_attention', 'grid_positions', 'positional_log_penalty',
-           'squared_distances']
+def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
+                          weight: torch.Tensor, sigma: float,
+                          num_iters: int,
+                          pos_log: Optional[torch.Tensor] = None,
+                          mask: Optional[torch.Tensor] = None,
+                          chunk_bytes: Optional[int] = None,
+                          kernel: Optional[bool] = None,
+                          pos_scale: Optional[torch.Tensor] = None
+                          ) -> torch.Tensor:
+    """SeT attention with Nystrom features, fused, from the qkv projection.
+
+    Equals ``set_attention(nystrom_features(q), nystrom_features(k), v,
+    refs, eps, ...)`` (transposed to tokens-first) for
+    ``z, K^(-1/2) = nystrom_basis(anchors)`` and
+    ``weight = K^(-1/2) @ refs^T / eps``.
+
+    Args:
+        qkv: (B, N, 3, h, d), as ``Linear(C, 3C)(x).view(B, N, 3, h, d)``.
+        z: (h, a, d) unit anchors; weight: (h, a, m).
+        sigma: kernel bandwidth; num_iters: Sinkhorn iterations.
+        pos_log: (h or 1, N, m) or None; mask: (B, N) bool or None.
+        chunk_bytes: the PyTorch path's batch chunk, in bytes of (h, N, m)
+            kernels; default ``CHUNK_BYTES['kernels']`` (:mod:`.chunking`).
+        kernel: run the CPU kernel (:mod:`.nystrom_cpu`); default: where
+            it runs (eager, CPU, fp32 / fp64 / bf16), else the PyTorch path
+            (:class:`~.transport.NystromTransportFunction`).
+        pos_scale: (h,) or None: the positional term is
+            ``pos_scale[:, None, None] * pos_log`` (SeT's penalty is a
+            per-head scale of one (1, N, m) grid; the kernel never forms
+            the (h, N, m) product).
+
+    Returns:
+        (B, N, h, d) in ``qkv``'s dtype.
+    """
+    bsz, num_tokens, _, heads, _ = qkv.shape
+    if kernel is None:
+        kernel = nystrom_kernel_runs(qkv)
+    if kernel:
+        if mask is not None:
+            mask = mask.to(torch.bool).contiguous()
+        return NystromTransportCPUFunction.apply(
+            qkv, z, weight, pos_log, pos_scale, sigma, num_iters, mask)
+    if pos_scale is not None:
+        pos_log = pos_scale[:, None, None] * pos_log
+    if torch.compiler.is_compiling() or is_exporting():
+        work = torch.promote_types(qkv.dtype, torch.float32)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        logs = [nystrom_log_kernel_traced(x.to(work), z.to(work),
+                                          weight.to(work), sigma)
+                for x in (q, k)]
+        if pos_log is not None:
+            logs = [log + pos_log.to(work) for log in logs]
+        if mask is not None:
+            mask = mask[:, None].expand(logs[0].shape[:-1])
+        out = transport_forward(*logs, v, num_iters, mask)[0]
+        return out.to(qkv.dtype).transpose(1, 2)
+    chunk = items_per_chunk(heads * num_tokens * weight.shape[-1] * 4,
+                            chunk_bytes, 'kernels')
+    return NystromTransportFunction.apply(qkv, z, weight, pos_log, sigma,
+                                          num_iters, mask, chunk)
+
+
+__all__ = ['set_attention', 'set_attention_nystrom', 'grid_positions',
+           'positional_log_penalty', 'squared_distances']

@@ -10,7 +10,7 @@
 // row-major); rel_row, rel_col (2b-1, d/2), index = key offset - query
 // offset + b - 1, shared by the heads (C = heads * d).
 //
-// Two passes (ops/attention_stem.py composes them):
+// Two passes (ops/sasa/attention_stem.py composes them):
 //   forward:  per-channel sum and sum of squares of the attention output y
 //             (BatchNorm's batch statistics, accumulated in double), and the
 //             max and min of y in each (patch, channel) (the pool takes one

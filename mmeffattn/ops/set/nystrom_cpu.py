@@ -1,23 +1,24 @@
-"""SeT attention with Nystrom features as one CPU kernel
-(``csrc/set_nystrom_cpu.cpp``): each (batch, head) group's features, Gibbs
-kernels, Sinkhorn iterations, gather and scatter run back to back on
-per-thread buffers, forward and backward. Nothing N x m outlives a group;
-backward recomputes the kernels. Same maths as :class:`SeTNystromAttention`
-(``set_transport.py``), which stays the path for other devices, dtypes and
-tracing (tests: the two agree, values and every gradient)."""
+"""The CPU backend of :func:`~.set_attention.set_attention_nystrom`: one
+kernel (``_ext/csrc/set_nystrom_cpu.cpp``). Each (batch, head) group's
+features, Gibbs kernels, Sinkhorn iterations, gather and scatter run back to
+back on per-thread buffers, forward and backward. Nothing N x m outlives a
+group; backward recomputes the kernels. Same maths as
+:class:`~.transport.NystromTransportFunction`, which stays the path for
+other devices, dtypes and tracing (tests: the two agree, values and every
+gradient)."""
 import torch
 
-from .cpu_extension import eager_kernel_runs, load_cpu_extension
+from .._ext import eager_kernel_runs, require_extension
 
 
-def use_nystrom_kernel(qkv: torch.Tensor) -> bool:
-    """Whether :class:`SeTNystromKernel` runs for this input: eager, CPU,
-    fp32 / fp64 / bf16 (computed in fp32), extension built."""
+def nystrom_kernel_runs(qkv: torch.Tensor) -> bool:
+    """Whether :class:`NystromTransportCPUFunction` runs for this input:
+    eager, CPU, fp32 / fp64 / bf16 (computed in fp32), kernels built."""
     return eager_kernel_runs(qkv, (torch.float32, torch.float64,
                                    torch.bfloat16))
 
 
-class SeTNystromKernel(torch.autograd.Function):
+class NystromTransportCPUFunction(torch.autograd.Function):
     """``(qkv (B, N, 3, h, d), z (h, a, d), weight (h, a, m), pos_log
     (h or 1, N, m) or None, pos_scale (h,) or None, sigma, num_iters, mask
     (B, N) or None) -> (B, N, h, d)``, the log kernels' positional term
@@ -33,7 +34,7 @@ class SeTNystromKernel(torch.autograd.Function):
         qkv_w, z_w, w_w, pos_w = (None if t is None else t.to(work)
                                   for t in (qkv, z, weight, pos_log))
         with torch.autocast('cpu', enabled=False):
-            res = load_cpu_extension().set_nystrom_forward(
+            res = require_extension('SeT attention').set_nystrom_forward(
                 qkv_w, z_w, w_w, pos_w, pos_scale, mask, sigma, num_iters)
         out, gather, trace = res[0], res[1], res[2:]
         ctx.sigma, ctx.mask = sigma, mask
@@ -47,7 +48,7 @@ class SeTNystromKernel(torch.autograd.Function):
             ctx.saved_tensors
         need = ctx.needs_input_grad
         with torch.autocast('cpu', enabled=False):
-            grads = load_cpu_extension().set_nystrom_backward(
+            grads = require_extension('SeT attention').set_nystrom_backward(
                 grad_out.to(qkv.dtype), qkv, z, weight, pos_log, pos_scale,
                 ctx.mask, ctx.sigma, gather, trace, need[3], need[4])
         grads = [g.to(dt) if g is not None and g.numel() else None

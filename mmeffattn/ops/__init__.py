@@ -8,6 +8,7 @@ Sinkhorn), ``tome`` (token merging), ``sparse_sampling`` (SparseFormer),
 the one C++ extension of the CPU kernels; ``export`` holds the export mode.
 The names below are the public API; models import only these.
 """
+from ._ext import extension_available as cpu_kernels_available
 from .export import export_mode, is_exporting
 from .linear_angular import (linear_angular_attention,
                              masked_softmax_attention, sequence_conv)
@@ -56,6 +57,6 @@ __all__ = [
     'window_attention2d', 'window_attention2d_flops',
     'relative_position_index', 'window_partition', 'window_merge',
     'padding_mask',
-    # export
-    'export_mode', 'is_exporting'
+    # export mode and the CPU kernels' availability
+    'export_mode', 'is_exporting', 'cpu_kernels_available'
 ]

@@ -1,9 +1,23 @@
-"""The benchmark script runs and writes its table, JSON and plot (no timing
-assertions: speed is shown by benchmarks, not by unit tests)."""
+"""The benchmark tools run and write their table, JSON and plot (no timing
+assertions: speed is shown by benchmarks, not by unit tests). The harness
+in tools/analysis_tools/benchmark/ runs as its commands (one case:
+``python tools/analysis_tools/benchmark --case JSON``); its two modules
+without package imports are loaded by their paths."""
 import json
 import os.path as osp
 
-from conftest import TOOLS, run_tool
+from helpers import TOOLS, load_tool, run_tool
+
+RUNNER = osp.join(TOOLS, 'analysis_tools', 'benchmark')
+
+
+def run_case(case, cwd, check=True):
+    """One case in a fresh process (the command the suites run)."""
+    return run_tool([RUNNER, '--case', json.dumps(case)], cwd, check=check)
+
+
+def case_result(case, cwd):
+    return json.loads(run_case(case, cwd).stdout.strip().splitlines()[-1])
 
 
 def test_benchmark_quick_writes_json_and_plot(tmp_path):
@@ -42,24 +56,22 @@ def test_benchmark_report_renders_the_reference_run():
     assert all(line in doc for line in tables)
 
 
-def test_vit_round_robin_reports_every_variant():
-    from mmeffattn.benchmarks.cases import run_vit_round_robin
+def test_vit_round_robin_reports_every_variant(tmp_path):
     case = dict(kind='vit', group='vit', arch='deit-tiny', H=32, W=32, B=1,
                 repeat=1, threads=1,
                 variants=[dict(impl='tome', tome_r=0),
                           dict(impl='tome', tome_r=[2, -1]),
                           dict(impl='castling'), dict(impl='deit')])
-    rows = run_vit_round_robin(case)['rows']
+    rows = case_result(case, str(tmp_path))['rows']
     assert [r['impl'] for r in rows] == ['tome', 'tome', 'castling', 'deit']
     assert rows[1]['tome_r'] == [2, -1]
     assert all(r['fwd_ms'] > 0 and r['img_s'] > 0 for r in rows)
 
 
-def test_backbone_round_robin_reports_train_and_inference():
-    from mmeffattn.benchmarks.cases import run_backbone_round_robin
+def test_backbone_round_robin_reports_train_and_inference(tmp_path):
     case = dict(kind='backbones', group='backbone', H=64, W=64, B=2,
                 repeat=1, threads=1, variants=['sasa-r50', 'resnet-50'])
-    rows = run_backbone_round_robin(case)['rows']
+    rows = case_result(case, str(tmp_path))['rows']
     assert [r['impl'] for r in rows] == ['sasa-r50', 'resnet-50']
     for r in rows:
         assert r['train_ms_min'] <= r['train_ms'] <= r['train_ms_max']
@@ -67,12 +79,12 @@ def test_backbone_round_robin_reports_train_and_inference():
     assert rows[1]['train_speedup'] == rows[1]['infer_speedup'] == 1.0
 
 
-def test_unknown_backbone_is_named():
-    import pytest
-
-    from mmeffattn.benchmarks.set_cases import build_backbone_case
-    with pytest.raises(ValueError, match="'vgg'"):
-        build_backbone_case(dict(impl='vgg', B=1, H=32, W=32))
+def test_unknown_backbone_is_named(tmp_path):
+    bad = run_case(dict(kind='backbone', impl='vgg', B=1, H=32, W=32),
+                   str(tmp_path), check=False)
+    assert bad.returncode != 0
+    error = bad.stderr.strip().splitlines()[-1]
+    assert error.startswith('ValueError') and "'vgg'" in error
 
 
 def test_profile_backbone_prints_the_op_table(tmp_path):
@@ -96,8 +108,9 @@ def test_profile_backbone_prints_the_op_table(tmp_path):
 def test_step_timing_rows_add_up_to_the_passes():
     import torch
     import torch.nn as nn
-
-    from mmeffattn.benchmarks.step_timing import format_step_table, time_step
+    step_timing = load_tool('analysis_tools/benchmark/step_timing.py')
+    format_step_table, time_step = (step_timing.format_step_table,
+                                    step_timing.time_step)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.Conv2d(8, 4, 1))
     x = torch.randn(2, 3, 12, 12)
@@ -116,12 +129,45 @@ def test_step_timing_rows_add_up_to_the_passes():
     assert not model._forward_hooks and not model._forward_pre_hooks
 
 
-def test_size_round_robin_reports_growth():
-    from mmeffattn.benchmarks.cases import run_size_round_robin
+def test_size_round_robin_reports_growth(tmp_path):
     case = dict(kind='sizes', layer='set', group='growth', impl='set', B=1,
                 C=16, heads=2, sides=[4, 8], repeat=2, threads=1)
-    rows = run_size_round_robin(case)['rows']
+    rows = case_result(case, str(tmp_path))['rows']
     assert [(r['H'], r['W']) for r in rows] == [(4, 4), (8, 8)]
     assert 'growth' not in rows[0] and rows[1]['growth'] > 0
     for r in rows:
         assert r['fwdbwd_ms_min'] <= r['fwdbwd_ms'] <= r['fwdbwd_ms_max']
+
+
+def test_uncached_nystrom_case_recomputes_the_basis(tmp_path):
+    """``nystrom_cache=False`` (--suite deploy): every eval forward computes
+    each SeT layer's Nystrom basis (an eigendecomposition); SeTAttention
+    itself is left as it is."""
+    import torch
+    from torch.profiler import profile
+
+    from mmeffattn.models import SeTAttention
+    row = case_result(dict(kind='backbone', impl='setformer-t', B=1, H=32,
+                           W=32, eval=True, fwd_only=True, repeat=1,
+                           threads=1, nystrom_cache=False), str(tmp_path))
+    assert 'error' not in row and row['fwd_ms'] > 0, row
+    cases = load_tool('analysis_tools/benchmark/attention_cases.py')
+    torch.manual_seed(0)
+    layer, x = cases.build_set_case(dict(impl='set', B=2, C=16, heads=2,
+                                         H=4, W=4))
+    layer.eval()
+    uncached = cases.PerForwardNystrom(layer)
+
+    def eighs(model):
+        with torch.no_grad(), profile() as prof:
+            out = model(x)
+        return out, sum(e.count for e in prof.key_averages()
+                        if e.key == 'aten::linalg_eigh')
+
+    (out, cached_eighs), (out_uncached, uncached_eighs) = (
+        eighs(layer), eighs(uncached))
+    assert (cached_eighs, uncached_eighs) == (0, 1)
+    torch.testing.assert_close(out_uncached, out)
+    assert type(layer.attn) is SeTAttention
+    assert SeTAttention.nystrom_basis.__qualname__ == \
+        'SeTAttention.nystrom_basis'

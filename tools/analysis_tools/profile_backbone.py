@@ -8,8 +8,8 @@ Prints torch.profiler's table (self CPU time per op, one step after two
 warm-up steps) for any backbone of ``--suite backbone``: setformer-t,
 setformer-s, swin-t, swin-s, sasa-r50, resnet-50. ``--by-node`` instead
 times three steps by the clock, per autograd node in backward and per module
-type in forward (mmeffattn/benchmarks/step_timing.py: the profiler can
-attribute a custom kernel's time to the ops around it).
+type in forward (benchmark/step_timing.py beside this script: the profiler
+can attribute a custom kernel's time to the ops around it).
 """
 import argparse
 import logging
@@ -17,8 +17,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from mmeffattn.benchmarks.set_cases import BACKBONES  # noqa: E402
+from benchmark.backbone_cases import BACKBONES  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,10 +41,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import torch
+    from benchmark.backbone_cases import build_backbone_case
     from mmengine.logging import MMLogger
     from torch.profiler import profile
-
-    from mmeffattn.benchmarks.set_cases import build_backbone_case
     if args.threads:
         torch.set_num_threads(args.threads)
     MMLogger.get_current_instance().setLevel(logging.WARNING)  # init logs
@@ -59,8 +59,7 @@ def main(argv=None):
     print(f'{args.backbone}: one training step, B={args.batch}, '
           f'{args.size}x{args.size}, {torch.get_num_threads()} threads')
     if args.by_node:
-        from mmeffattn.benchmarks.step_timing import (format_step_table,
-                                                      time_step)
+        from benchmark.step_timing import format_step_table, time_step
         print(format_step_table(*time_step(model, step_loss), args.rows))
         return
     with profile() as prof:

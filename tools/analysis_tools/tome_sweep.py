@@ -23,10 +23,10 @@ import statistics
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 import torch  # noqa: E402
-
-from mmeffattn.utils.benchmark import time_round_robin  # noqa: E402
+from benchmark.timers import time_round_robin  # noqa: E402
 
 PLAIN_VIT = ('VisionTransformer', 'mmpretrain.VisionTransformer')
 TOME_VIT = 'mmeffattn.ToMeVisionTransformer'

@@ -1,24 +1,35 @@
-"""One benchmark case per process.
+"""Runs benchmark cases, each in a fresh process.
 
-    python -m mmeffattn.benchmarks.cases --case JSON
+    python tools/analysis_tools/benchmark --case JSON
 
-Prints one JSON line: fwd and fwd+bwd median ms (with the min and max of the
-repeats) and the fwd+bwd peak memory; round-robin kinds ('vit', 'backbones',
-'sizes') print one row per variant or size. A case's ``device`` ('cpu' by
-default, 'cuda' or 'cuda:N') is where the layer and its input live; on CUDA
-every timing synchronises and the peak memory is
-``torch.cuda.max_memory_allocated`` above what was allocated before.
+runs one case in this process and prints one JSON line: fwd and fwd+bwd
+median ms (with the min and max of the repeats) and the fwd+bwd peak memory;
+round-robin kinds ('vit', 'backbones', 'sizes') print one row per variant or
+size. :func:`run_isolated` starts that command for a case and reads its
+line. A case's ``device`` ('cpu' by default, 'cuda' or 'cuda:N') is where
+the layer and its input live; on CUDA every timing synchronises and the peak
+memory is ``torch.cuda.max_memory_allocated`` above what was allocated
+before.
 """
 import argparse
 import json
+import os.path as osp
 import statistics
+import subprocess
+import sys
 import time
+from typing import Dict
 
 import torch
-import torch.nn as nn
 
-from mmeffattn.utils.benchmark import (peak_rss_mib, rss_mib, tensor_peak_mib,
-                                       time_round_robin, time_samples)
+from .attention_cases import (PerForwardNystrom, build_sasa_case,
+                              build_set_case, build_window_case)
+from .backbone_cases import build_backbone_case, build_vit_case
+from .timers import (peak_rss_mib, rss_mib, spread, tensor_peak_mib,
+                     time_round_robin, time_samples)
+
+# ``python PACKAGE --case JSON`` runs one case (__main__.py)
+PACKAGE = osp.dirname(osp.abspath(__file__))
 
 
 def _device(case):
@@ -29,118 +40,15 @@ def _device(case):
     return device, lambda: None
 
 
-class SASALayer(nn.Module):
-    """1x1 q/k/v projections (one conv) + local attention: ``ours`` (the
-    layer's path, :func:`local_attention2d_qkv`) or ``unfold`` (naive)."""
-
-    def __init__(self, channels, kernel_size, heads, impl):
-        super().__init__()
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
-        d = channels // heads
-        self.rel_row = nn.Parameter(torch.randn(kernel_size, d // 2))
-        self.rel_col = nn.Parameter(torch.randn(kernel_size, d // 2))
-        self.k, self.heads, self.impl = kernel_size, heads, impl
-
-    def forward(self, x):
-        from mmeffattn.ops import (local_attention2d_qkv,
-                                   local_attention2d_unfold)
-        qkv = self.qkv(x)
-        if self.impl == 'ours':
-            return local_attention2d_qkv(qkv, self.heads, self.rel_row,
-                                         self.rel_col, self.k)
-        b, c, h, w = x.shape
-        q, k, v = qkv.view(b, 3, self.heads, c // self.heads, h,
-                           w).permute(1, 0, 2, 4, 5, 3)
-        out = local_attention2d_unfold(q, k, v, self.rel_row, self.rel_col,
-                                       self.k)
-        return out.permute(0, 1, 4, 2, 3).reshape(b, c, h, w)
-
-
-class WindowAttentionCase(nn.Module):
-    """AlterNet's window attention on a (B, 3C, H, W) q|k|v map: ``ours``
-    (one masked SDPA call over padded windows), ``einsum`` (the reference
-    code's explicit logits + softmax per window, same padding and mask) or
-    ``global`` (SDPA over the whole map: what the window replaces)."""
-
-    def __init__(self, heads, window, impl):
-        super().__init__()
-        self.heads, self.window, self.impl = heads, window, impl
-        self.table = nn.Parameter(torch.randn(2 * window - 1, 2 * window - 1))
-
-    def forward(self, x):
-        from mmeffattn.ops.window_attention import (padding_mask,
-                                                    relative_position_index,
-                                                    window_attention2d,
-                                                    window_merge,
-                                                    window_partition)
-        q, k, v = x.chunk(3, dim=1)
-        if self.impl == 'ours':
-            return window_attention2d(q, k, v, self.window, self.table,
-                                      self.heads)
-        b, c, h, w = q.shape
-        if self.impl == 'global':
-            def split(t):
-                return t.view(b, self.heads, -1, h * w).transpose(-1, -2)
-            out = torch.nn.functional.scaled_dot_product_attention(
-                split(q), split(k), split(v))
-            return out.transpose(-1, -2).reshape(b, c, h, w)
-        ws = self.window
-        (qw, hp, wp), (kw, _, _), (vw, _, _) = (
-            window_partition(t, ws) for t in (q, k, v))
-        qw, kw, vw = (t.unflatten(-1, (self.heads, -1)) for t in (qw, kw, vw))
-        logits = torch.einsum('bnihd,bnjhd->bnhij', qw, kw) * qw.shape[-1]**-.5
-        logits = logits + self.table.flatten()[relative_position_index(
-            ws).to(x.device)]
-        if (hp, wp) != (h, w):
-            valid = padding_mask(h, w, ws, x.device)       # (nW,1,1,w*w)
-            logits = logits.masked_fill(~valid, float('-inf'))
-        out = torch.einsum('bnhij,bnjhd->bnihd', logits.softmax(-1), vw)
-        return window_merge(out.flatten(-2), ws, h, w, hp, wp)
+BUILDERS = dict(window=build_window_case, sasa=build_sasa_case,
+                set=build_set_case, backbone=build_backbone_case)
 
 
 def build(case):
-    kind = case['kind']
-    if kind == 'window':
-        b, c, h, w = case['B'], case['C'], case['H'], case['W']
-        layer = WindowAttentionCase(case['heads'], case['window'],
-                                    case['impl'])
-        return layer, torch.randn(b, 3 * c, h, w)
-    if kind == 'sasa':
-        b, c, h, w = case['B'], case['C'], case['H'], case['W']
-        if case['impl'] == 'conv3x3':
-            layer = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        else:
-            layer = SASALayer(c, case['k'], case['heads'], case['impl'])
-        return layer, torch.randn(b, c, h, w)
-    if kind == 'set':
-        from mmeffattn.benchmarks.set_cases import build_set_case
-        return build_set_case(case)
-    if kind == 'backbone':
-        from mmeffattn.benchmarks.set_cases import build_backbone_case
-        return build_backbone_case(case)
-    raise ValueError(f'unknown case kind {kind!r}')
-
-
-def build_vit_case(case):
-    """A ViT-family backbone: ``impl`` 'tome' (ToMeVisionTransformer with
-    ``tome_r``; r=0 is mmpretrain's ViT), 'castling' or 'deit' (mmpretrain's
-    VisionTransformer) of ``arch``."""
-    from mmpretrain.models.backbones import VisionTransformer
-
-    from mmeffattn.models import CastlingViT, ToMeVisionTransformer
-    common = dict(arch=case['arch'], img_size=case['H'], patch_size=16)
-    impl = case['impl']
-    if impl == 'tome':
-        r = case.get('tome_r', 0)
-        model = ToMeVisionTransformer(
-            tome_r=tuple(r) if isinstance(r, list) else r, **common)
-    elif impl == 'castling':
-        model = CastlingViT(**common)
-    elif impl == 'deit':
-        model = VisionTransformer(**common)
-    else:
-        raise ValueError(f'unknown vit impl {impl!r}')
-    return model, torch.randn(case['B'], 3, case['H'], case['W'])
+    """The layer or backbone of a case and its input."""
+    if case['kind'] not in BUILDERS:
+        raise ValueError(f"unknown case kind {case['kind']!r}")
+    return BUILDERS[case['kind']](case)
 
 
 def run_vit_round_robin(case):
@@ -219,11 +127,8 @@ def run(case):
     on_cuda = device.type == 'cuda'
     if case.get('eval'):
         layer.eval()
-    if case.get('nystrom_cache') is False:  # the per-forward eigh of v0.1
-        from mmeffattn.models import SeTAttention
-        from mmeffattn.ops import nystrom_basis
-        SeTAttention.nystrom_basis = lambda self: nystrom_basis(
-            self.anchors, self.kernel_sigma)
+    if case.get('nystrom_cache') is False:  # an eigh in every forward
+        layer = PerForwardNystrom(layer)
     if case.get('compile'):
         layer = torch.compile(layer)
     if case.get('fwd_only'):
@@ -242,8 +147,8 @@ def run(case):
     x.requires_grad_(True)
     # our kernels' library is loaded before the baseline, as libtorch is:
     # its code pages are not the op's memory
-    from mmeffattn.ops.cpu_extension import load_cpu_extension
-    load_cpu_extension()
+    from mmeffattn.ops import cpu_kernels_available
+    cpu_kernels_available()  # built or loaded before any timing
     if on_cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -289,19 +194,12 @@ def run(case):
                 tensor_peak_mib(fwd_bwd))
 
 
-def spread(name, samples):
-    """``name``: the median of the samples; ``name_min``/``name_max``."""
-    return {name: statistics.median(samples), f'{name}_min': min(samples),
-            f'{name}_max': max(samples)}
-
-
 def run_backbone_round_robin(case):
     """Training steps (fwd+bwd, B images) and inference (eval, no_grad) of
     several full-size backbones built in this one process, each timed round
     robin (a warm-up round, then ``repeat`` rounds), so that the machine's
     drifts hit every variant alike. The first variant's img/s over the
     last's (the baseline) is its ``train_speedup`` / ``infer_speedup``."""
-    from mmeffattn.benchmarks.set_cases import build_backbone_case
     torch.set_num_threads(case.get('threads', torch.get_num_threads()))
     shared = {k: v for k, v in case.items() if k not in ('variants', 'kind')}
     device, sync = _device(case)
@@ -342,7 +240,21 @@ def run_backbone_round_robin(case):
     return dict(case, rows=rows)
 
 
-if __name__ == '__main__':
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--case', required=True)
-    print(json.dumps(run(json.loads(parser.parse_args().case))))
+def run_isolated(case: Dict, timeout: float = 1200) -> Dict:
+    """Run ``case`` in a fresh process and parse its last JSON line; a case
+    that fails is returned with ``error`` (its stderr's last line)."""
+    proc = subprocess.run(
+        [sys.executable, PACKAGE, '--case', json.dumps(case)],
+        capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return dict(case, error=proc.stderr.strip().splitlines()[-1:]
+                    or ['failed'])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='benchmark', description='Run one benchmark case in this '
+        'process and print its result as one JSON line.')
+    parser.add_argument('--case', required=True, help='the case, as JSON')
+    print(json.dumps(run(json.loads(parser.parse_args(argv).case))))

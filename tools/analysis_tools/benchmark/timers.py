@@ -1,17 +1,15 @@
 """Timing and peak-memory measurement on CPU (and CUDA where present).
 
 Peak memory on CPU has no allocator counter, so each case runs in a fresh
-subprocess and reports ``peak RSS - RSS after building the inputs`` (Linux
-``ru_maxrss``; it includes what the C library keeps of freed memory and the
-libraries' one-time buffers), and the peak of live tensor memory of a
-later call, from the profiler's allocation events
-(:func:`tensor_peak_mib`); on CUDA ``torch.cuda.max_memory_allocated``.
+subprocess (:func:`.runner.run_isolated`) and reports ``peak RSS - RSS
+after building the inputs`` (Linux ``ru_maxrss``; it includes what the C
+library keeps of freed memory and the libraries' one-time buffers), and the
+peak of live tensor memory of a later call, from the profiler's allocation
+events (:func:`tensor_peak_mib`); on CUDA
+``torch.cuda.max_memory_allocated``.
 """
-import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from typing import Callable, Dict, List
 
@@ -83,12 +81,7 @@ def time_fn(fn: Callable[[], None], warmup: int = 1, repeat: int = 3,
     return statistics.median(time_samples(fn, warmup, repeat, sync))
 
 
-def run_isolated(module: str, case: Dict, timeout: float = 1200) -> Dict:
-    """Run ``python -m module --case JSON`` and parse its last JSON line."""
-    proc = subprocess.run(
-        [sys.executable, '-m', module, '--case', json.dumps(case)],
-        capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        return dict(case, error=proc.stderr.strip().splitlines()[-1:]
-                    or ['failed'])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def spread(name: str, samples: List[float]) -> Dict[str, float]:
+    """``name``: the median of the samples; ``name_min``/``name_max``."""
+    return {name: statistics.median(samples), f'{name}_min': min(samples),
+            f'{name}_max': max(samples)}

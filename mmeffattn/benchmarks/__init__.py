@@ -1,1 +1,0 @@
-"""Benchmark cases (each runs in its own process; see tools/analysis_tools)."""

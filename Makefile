@@ -34,6 +34,8 @@ demo-all: demo
 	    $$(cat work_dirs/$$name/last_checkpoint) --work-dir work_dirs/$$name; \
 	done
 
+# the whole suite; the quick loop skips the end-to-end runs (marked slow):
+#   $(PY) -m pytest tests -m "not slow"
 test: env
 	$(PY) -m pytest tests -q -ra --durations=15
 

@@ -19,7 +19,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import REPO, assert_every_parameter_gets_a_gradient
+from helpers import REPO, assert_every_parameter_gets_a_gradient
 
 # every config folder but _base_ and demo is a family: a new folder is
 # discovered, never silently skipped
@@ -207,6 +207,7 @@ def make_backbone_checkpoint(cfg, cwd):
     torch.save(dict(state_dict=model.state_dict(), meta={}), path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', CONFIGS,
                          ids=[osp.basename(c) for c in CONFIGS])
 def test_config_trains_and_evaluates(config, demo_cwd, tmp_path,

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from helpers import REPO
 from mmengine.config import Config
 
 METAFILES = sorted(glob.glob(osp.join(REPO, 'configs', '*', 'metafile.yml')))

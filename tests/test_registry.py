@@ -33,6 +33,7 @@ print(type(m).__module__)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('toolbox', sorted(SNIPPETS))
 def test_scope_prefix_builds_without_custom_imports(toolbox):
     out = subprocess.run([sys.executable, '-c', SNIPPETS[toolbox]],

@@ -94,8 +94,8 @@ def _scalar_args(outputs: List[Any]) -> list:
 
 
 def set_nystrom_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """Fused SeT (``NystromTransportCPUFunction``,
-    ``NystromTransportFunction``): inputs qkv (B, N, 3, h, d), z (h, a, d),
+    """Fused SeT (``SeTNystromTransportCPUFunction``,
+    ``SeTNystromTransportFunction``): inputs qkv (B, N, 3, h, d), z (h, a, d),
     weight (h, a, m), ...; scalar arguments sigma, num_iters."""
     bsz, tokens, _, heads, head_dim = _shape(inputs[0])
     features, refs = _shape(inputs[2])[-2:]
@@ -106,7 +106,7 @@ def set_nystrom_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 def set_transport_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """SeT transport from log kernels (``TransportFunction``): inputs log_q
+    """SeT transport from log kernels (``SeTTransportFunction``): inputs log_q
     (B, h, N, m), log_k, v (B, h, N, d); scalar num_iters."""
     *lead, tokens, refs = _shape(inputs[0])
     head_dim = _shape(inputs[2])[-1]
@@ -177,9 +177,9 @@ EXTRA_HANDLES = {
     'prim::PythonOp.MultiScaleDeformableAttnFunction':
     deformable_attention_flop_jit,
     'prim::PythonOp.CountedDeformableAttention': deformable_attention_flop_jit,
-    'prim::PythonOp.NystromTransportCPUFunction': set_nystrom_flop_jit,
-    'prim::PythonOp.NystromTransportFunction': set_nystrom_flop_jit,
-    'prim::PythonOp.TransportFunction': set_transport_flop_jit,
+    'prim::PythonOp.SeTNystromTransportCPUFunction': set_nystrom_flop_jit,
+    'prim::PythonOp.SeTNystromTransportFunction': set_nystrom_flop_jit,
+    'prim::PythonOp.SeTTransportFunction': set_transport_flop_jit,
     'prim::PythonOp._ClampGrad': zero_flop_jit,
     'prim::PythonOp.AttentionStemPool': zero_flop_jit,
 }

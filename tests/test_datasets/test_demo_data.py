@@ -1,4 +1,3 @@
-import os
 import os.path as osp
 
 import numpy as np
@@ -63,28 +62,3 @@ def test_digit_silhouette_thickens_the_ink():
         assert blob[ink > 0.5].all()                 # covers the strokes
         assert blob.sum() > 1.2 * (ink > 0.35).sum()  # and more: a region
     assert not digit_silhouette(np.zeros((8, 8), np.float32)).any()
-
-
-def test_make_demo_data_rewrites_an_older_version_only(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'make_demo_data', osp.join(osp.dirname(__file__), '..', '..', 'tools',
-                                   'misc', 'make_demo_data.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    out = str(tmp_path / 'demo')
-    small = ['--num-det-train', '2', '--num-det-val', '1']
-    tool.main([out] + small)
-    assert tool.written_by(out) == 'current'
-    # an older generator's folder (its README differs) is written again
-    with open(osp.join(out, 'README.txt'), 'w') as f:
-        f.write('Embedded demo data: an older layout\n')
-    tool.main([out] + small)
-    assert 'older version' in capsys.readouterr().out
-    assert tool.written_by(out) == 'current'
-    # a folder the tool did not write is never replaced
-    other = tmp_path / 'mine'
-    other.mkdir()
-    (other / 'keep.txt').write_text('user data')
-    tool.main([str(other)] + small)
-    assert sorted(os.listdir(other)) == ['keep.txt']

@@ -12,6 +12,7 @@ import re
 
 import pytest
 import torch
+from helpers import CLS_CFG
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmeffattn.models  # noqa: F401  (registers the modules)
@@ -364,7 +365,6 @@ def test_bad_arguments_refused_at_build(name, kwargs, match):
 
 def test_kernel_size_4_fails_when_the_config_is_built():
     """Not at the first forward, after the work dir is written."""
-    from conftest import CLS_CFG
     from mmengine.config import Config
 
     from mmeffattn.utils.launch import build_config_model
@@ -372,3 +372,26 @@ def test_kernel_size_4_fails_when_the_config_is_built():
     cfg.merge_from_dict({'model.backbone.kernel_size': 4})
     with pytest.raises(ValueError, match='kernel_size=4 is invalid'):
         build_config_model(cfg)
+
+
+@pytest.mark.parametrize('backbone', ['SASAResNet', 'SeTformer'])
+@pytest.mark.parametrize('bad, why', [
+    (torch.zeros(3, 32, 32), 'of shape (3, 32, 32)'),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), 'torch.uint8'),
+    (torch.zeros(1, 3, 1, 1), 'of shape (1, 3, 1, 1)'),
+    (torch.zeros(1, 1, 32, 32), 'of shape (1, 1, 32, 32)'),
+])
+def test_backbone_rejects_bad_input_in_one_line(backbone, bad, why):
+    from mmeffattn.models import SASAResNet, SeTformer
+    model = dict(SASAResNet=lambda: SASAResNet(26, base_channels=16,
+                                               num_heads=4),
+                 SeTformer=lambda: SeTformer(dict(
+                     embed_dims=16, depths=[1, 1, 1, 1],
+                     num_heads=[1, 1, 2, 2], mlp_ratio=2),
+                     num_refs=4))[backbone]()
+    with pytest.raises(ValueError) as err:
+        model(bad)
+    msg = str(err.value)
+    assert msg.startswith(f'{backbone} expects a (B, 3, H, W) float tensor '
+                          'with H, W >= 32, got')
+    assert why in msg and '\n' not in msg

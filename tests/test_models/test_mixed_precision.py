@@ -6,7 +6,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import CLS_CFG, REPO, SET_CFG
+from helpers import CLS_CFG, REPO, SET_CFG
 
 from mmeffattn.ops import local_attention2d
 
@@ -63,6 +63,7 @@ def _train_step(model, data, dtype=None):
     return torch.cat([g.flatten().double() for g in grads])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_bf16_training_step_matches_fp32(name, demo_cwd):
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import os.path as osp
 import re
 
 import pytest
-from conftest import DEMO, REPO, TOOLS, published_checkpoint, run_tool
+from helpers import DEMO, REPO, TOOLS, published_checkpoint, run_tool
 
 BBOX, SEGM = r'coco/bbox_mAP: ([\d.]+)', r'coco/segm_mAP: ([\d.]+)'
 MIOU = r'mIoU: ([\d.]+)'
@@ -31,6 +31,7 @@ def full_demo_cwd(tmp_path_factory):
     return str(cwd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(PUBLISHED))
 def test_published_checkpoint_reproduces(name, full_demo_cwd, tmp_path):
     proc = run_tool([osp.join(TOOLS, 'test.py'), osp.join(DEMO, name + '.py'),

@@ -4,15 +4,14 @@ verified, wrong weights are refused, one run per work_dir, and a failed
 start leaves no folder behind."""
 import glob
 import hashlib
-import importlib.util
 import os
 import os.path as osp
 import shutil
 
 import pytest
 import torch
-from conftest import (CLS_CFG, REPO, RETINA_CFG, SEG_CFG, TOOLS,
-                      published_checkpoint, run_tool)
+from helpers import (CLS_CFG, REPO, RETINA_CFG, SEG_CFG, TOOLS, load_tool,
+                     published_checkpoint, run_tool)
 
 CLS_NAME = 'sasa-r26-demo_1xb64-20e_digits'
 SET_NAME = 'setformer-demo_1xb64-30e_digits'
@@ -46,16 +45,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
 
-def _tool(relpath):
-    """tools/<relpath> imported as a module (its ``main(argv)``)."""
-    name = 'tool_' + relpath.replace('/', '_')[:-3]
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(TOOLS, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+@pytest.mark.slow
 def test_full_disk_keeps_the_previous_checkpoint(demo_cwd, tmp_path):
     work = tmp_path / 'work'
     script = tmp_path / 'fill_disk.py'
@@ -132,11 +122,11 @@ def test_payload_never_runs_without_the_flag(payload_ckpt, demo_cwd,
     monkeypatch.chdir(demo_cwd)
     work = tmp_path / 'w'
     calls = [
-        lambda: _tool('model_converters/publish_model.py').main(
+        lambda: load_tool('model_converters/publish_model.py').main(
             [path, str(tmp_path / 'pub' / 'x')]),
-        lambda: _tool('test.py').main(
+        lambda: load_tool('test.py').main(
             [CLS_CFG, path, '--work-dir', str(work)]),
-        lambda: _tool('train.py').main(
+        lambda: load_tool('train.py').main(
             [CLS_CFG, '--resume', path, '--work-dir', str(work)]),
         lambda: build_checkpoint_model(CLS_CFG, path),  # analysis tools
     ]
@@ -149,7 +139,7 @@ def test_payload_never_runs_without_the_flag(payload_ckpt, demo_cwd,
         assert not marker.exists()
     assert not work.exists() and not (tmp_path / 'pub').exists()
     # the explicit flag trusts the file (and so runs its code)
-    out = _tool('model_converters/publish_model.py').main(
+    out = load_tool('model_converters/publish_model.py').main(
         [path, str(tmp_path / 'pub' / 'x'), '--trust-checkpoint'])
     assert marker.exists()
     assert set(torch.load(out, weights_only=True)) == {'state_dict', 'meta'}
@@ -161,7 +151,7 @@ def test_payload_never_runs_without_the_flag(payload_ckpt, demo_cwd,
     'analysis_tools/visualize_rois.py', 'analysis_tools/tome_sweep.py',
     'analysis_tools/seg_demo_figure.py'])
 def test_every_loading_tool_takes_the_trust_flag(tool, capsys):
-    module = _tool(tool)
+    module = load_tool(tool)
     with pytest.raises(SystemExit) as done:
         (getattr(module, 'parse_args', None) or module.main)(['--help'])
     assert done.value.code == 0
@@ -192,8 +182,8 @@ def test_published_checkpoints_verify_and_a_bit_flip_is_refused(
         f'sha256 prefix {expected}, the file hashes to {actual[:8]}')
     monkeypatch.chdir(demo_cwd)
     with pytest.raises(CheckpointError, match='integrity'):
-        _tool('test.py').main([CLS_CFG, str(copy), '--work-dir',
-                               str(tmp_path / 'w')])
+        load_tool('test.py').main([CLS_CFG, str(copy), '--work-dir',
+                                   str(tmp_path / 'w')])
     assert not (tmp_path / 'w').exists()
 
 
@@ -201,7 +191,7 @@ def test_test_refuses_another_models_checkpoint(demo_cwd, tmp_path,
                                                 monkeypatch):
     from mmeffattn.utils import CheckpointError
     monkeypatch.chdir(demo_cwd)
-    test = _tool('test.py')
+    test = load_tool('test.py')
     other = published_checkpoint(SET_NAME)
     work = tmp_path / 'w'
     with pytest.raises(CheckpointError) as err:
@@ -232,7 +222,7 @@ def test_second_run_on_a_work_dir_exits_naming_the_holder(
             ckpt = [published_checkpoint(CLS_NAME)] if tool == 'test.py' \
                 else []
             with pytest.raises(WorkDirBusyError) as err:
-                _tool(tool).main([CLS_CFG, *ckpt, '--work-dir', str(work)])
+                load_tool(tool).main([CLS_CFG, *ckpt, '--work-dir', str(work)])
             assert str(err.value) == (
                 f'work_dir {work} is in use by another run (pid '
                 f'{os.getpid()}, holding {work}/.lock): one run per '
@@ -242,6 +232,7 @@ def test_second_run_on_a_work_dir_exits_naming_the_holder(
     assert os.listdir(work) == ['.lock']
 
 
+@pytest.mark.slow
 def test_failed_start_leaves_no_folder(demo_cwd, tmp_path):
     work = tmp_path / 'work'
     proc = run_tool([osp.join(TOOLS, 'train.py'), CLS_CFG, '--work-dir',
@@ -252,6 +243,7 @@ def test_failed_start_leaves_no_folder(demo_cwd, tmp_path):
     assert not work.exists()
 
 
+@pytest.mark.slow
 def test_every_shipped_config_names_the_atomic_checkpoint_hook():
     """So upstream's own tools/train.py saves atomically too."""
     from mmengine.config import Config

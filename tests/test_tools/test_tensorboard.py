@@ -3,9 +3,10 @@ import glob
 import os.path as osp
 
 import pytest
-from conftest import CLS_CFG, TOOLS, run_tool
+from helpers import CLS_CFG, TOOLS, run_tool
 
 
+@pytest.mark.slow
 def test_tensorboard_backend_writes_events(demo_cwd, tmp_path):
     pytest.importorskip('tensorboard',
                         reason='tensorboard (requirements/optional.txt)')

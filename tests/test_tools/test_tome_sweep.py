@@ -5,7 +5,8 @@ import glob
 import json
 import os.path as osp
 
-from conftest import DEMO, REPO, run_tool
+import pytest
+from helpers import DEMO, REPO, run_tool
 
 VIT_CFG = osp.join(DEMO, 'vit-demo_1xb64-60e_digits.py')
 TOME_CFG = osp.join(DEMO, 'tome-r8_vit-demo_1xb64-60e_digits.py')
@@ -18,6 +19,7 @@ def published(cfg):
     return ckpt[0]
 
 
+@pytest.mark.slow
 def test_sweep_writes_plot_and_keeps_accuracy(demo_cwd, tmp_path):
     out = tmp_path / 'tome.png'
     proc = run_tool(
@@ -37,6 +39,7 @@ def test_sweep_writes_plot_and_keeps_accuracy(demo_cwd, tmp_path):
     assert res['results'][1]['trained_r'] == 8
 
 
+@pytest.mark.slow
 def test_sweep_rejects_a_non_vit_config(demo_cwd):
     proc = run_tool([osp.join(REPO, 'tools/analysis_tools/tome_sweep.py'),
                      '--model', osp.join(DEMO,

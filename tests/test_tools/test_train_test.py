@@ -7,8 +7,8 @@ import re
 import subprocess
 
 import pytest
-from conftest import (CLS_CFG, MASK_CFG, REPO, RETINA_CFG, SEG_CFG, SET_CFG,
-                      TOOLS, run_tool)
+from helpers import (CLS_CFG, MASK_CFG, REPO, RETINA_CFG, SEG_CFG, SET_CFG,
+                     TOOLS, run_tool)
 
 EPOCH_OPTS = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
               'default_hooks.checkpoint.interval=1']
@@ -59,6 +59,7 @@ SHOW_GLOB = dict(cls='vis/*.png', retinanet='*/vis/*.*',
 SHOW_GLOB['mask-rcnn'] = '*/vis/*.*'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_demo_config_train_and_test(name, demo_cwd, tmp_path):
     """Train 1 epoch, then one tools/test.py run with every flag the
@@ -94,6 +95,7 @@ def test_demo_config_train_and_test(name, demo_cwd, tmp_path):
         assert 'DetTTAModel merges boxes only' in proc.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_dist_train_and_test_match_single_process(demo_cwd, tmp_path):
     work = str(tmp_path / 'dist')
     env = dict(PORT='29611')
@@ -123,6 +125,7 @@ def _no_venv_env():
     return env
 
 
+@pytest.mark.slow
 def test_dist_train_setformer_without_activated_venv(demo_cwd, tmp_path):
     """SeTformer (output norms of unused stages) trains >= 3 iterations on
     2 processes and evaluates; the launcher finds the project's .venv."""
@@ -161,6 +164,7 @@ def _losses(work_dir):
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_resume_reproduces_uninterrupted_run(demo_cwd, tmp_path):
     opts = ['randomness.deterministic=True', 'randomness.seed=3',
             'default_hooks.logger.interval=1',
@@ -186,6 +190,7 @@ SPARSE_CFG = osp.join(osp.dirname(CLS_CFG),
                       'sparseformer-demo_1xb64-30e_digits.py')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('cfg', [CLS_CFG, SET_CFG, CASTLING_CFG, SPARSE_CFG])
 def test_published_demo_checkpoints_reproduce(cfg, demo_cwd, tmp_path):
     """The model-zoo demo checkpoints load weights-only (outside any

@@ -4,11 +4,12 @@ model's: they sum to 1 per query and reproduce the layer's output."""
 import glob
 import json
 import os.path as osp
-import sys
 
 import pytest
 import torch
-from conftest import DEMO, REPO, published_checkpoint, run_tool
+from helpers import DEMO, REPO, published_checkpoint, run_tool
+
+from mmeffattn.visualization import attention_maps
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_attention.py')
 SASA = osp.join(DEMO, 'sasa-r26-demo_1xb64-20e_digits.py')
@@ -24,12 +25,7 @@ def _image(demo_cwd):
                                      '*', '*.png')))[0]
 
 
-def _tool():
-    sys.path.insert(0, osp.dirname(TOOL))
-    import visualize_attention
-    return visualize_attention
-
-
+@pytest.mark.slow
 def test_sasa_weights_are_the_layers(demo_cwd, tmp_path):
     image = _image(demo_cwd)
     run_tool([TOOL, SASA, _published(SASA), image, '--out', str(tmp_path),
@@ -37,7 +33,7 @@ def test_sasa_weights_are_the_layers(demo_cwd, tmp_path):
     assert (tmp_path / 'sasa_weights.png').stat().st_size > 10_000
     record = json.load(open(tmp_path / 'attention.json'))
     assert record['kind'] == 'sasa' and len(record['queries']) == 2 * 4
-    tool = _tool()
+    tool = attention_maps
     model, _ = tool.load_model(SASA, _published(SASA))
     layer = dict(tool.attention_layers(model))[record['layer']]
     _, inputs = tool.preprocess(model, image)
@@ -64,6 +60,7 @@ def test_sasa_weights_are_the_layers(demo_cwd, tmp_path):
                                    atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_set_plans_are_the_layers(demo_cwd, tmp_path):
     image = _image(demo_cwd)
     run_tool([TOOL, SET, _published(SET), image, '--out', str(tmp_path)],
@@ -75,7 +72,7 @@ def test_set_plans_are_the_layers(demo_cwd, tmp_path):
     for q in record['queries']:
         assert sum(q['mixture']) == pytest.approx(1, abs=1e-4)
         assert sum(q['attention']) == pytest.approx(1, abs=1e-4)
-    tool = _tool()
+    tool = attention_maps
     model, _ = tool.load_model(SET, _published(SET))
     layer = dict(tool.attention_layers(model))[record['layer']]
     _, inputs = tool.preprocess(model, image)
@@ -98,6 +95,7 @@ def test_set_plans_are_the_layers(demo_cwd, tmp_path):
                                    atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_names_a_missing_layer(demo_cwd, tmp_path):
     proc = run_tool([TOOL, SASA, _published(SASA), _image(demo_cwd),
                      '--out', str(tmp_path), '--layer', 'backbone.nope'],

@@ -3,16 +3,20 @@ it draws what the model computes (the RoIs and points of its trace) and
 names a config without a SparseFormer."""
 import glob
 import os.path as osp
-import sys
 
+import pytest
 import torch
-from conftest import DEMO, REPO, published_checkpoint, run_tool
+from helpers import DEMO, REPO, published_checkpoint, run_tool
+
+from mmeffattn.visualization.sparseformer_rois import (build_classifier,
+                                                       trace_image)
 
 SPARSE_CFG = osp.join(DEMO, 'sparseformer-demo_1xb64-30e_digits.py')
 SPARSE_NAME = 'sparseformer-demo_1xb64-30e_digits'
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_rois.py')
 
 
+@pytest.mark.slow
 def test_draws_the_models_rois(demo_cwd, tmp_path):
     image = sorted(glob.glob(osp.join(demo_cwd, 'data', 'demo', 'cls', 'val',
                                       '*', '*.png')))[0]
@@ -24,8 +28,6 @@ def test_draws_the_models_rois(demo_cwd, tmp_path):
     assert '5 sampling steps' in proc.stdout
     # the trace is the model's: the points drawn are standardised around
     # the centres of the RoIs drawn
-    sys.path.insert(0, osp.dirname(TOOL))
-    from visualize_rois import build_classifier, trace_image
     model = build_classifier(SPARSE_CFG, published_checkpoint(SPARSE_NAME))
     _, trace, label = trace_image(model, image)
     assert len(trace) == model.backbone.focus_iters + 1
@@ -37,6 +39,7 @@ def test_draws_the_models_rois(demo_cwd, tmp_path):
     assert 0 <= label < 10
 
 
+@pytest.mark.slow
 def test_rejects_a_model_without_rois(demo_cwd, tmp_path):
     proc = run_tool([TOOL,
                      osp.join(DEMO, 'convmixer-demo_1xb64-30e_digits.py'),

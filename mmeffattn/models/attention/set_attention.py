@@ -227,7 +227,7 @@ class SeTAttention(BaseModule):
         (batch, head) groups for every thread. Elsewhere (GPU, tracing) the
         whole batch is one chunk."""
         bsz, num_tokens, channels = x.shape
-        if not nystrom_kernel_runs(x):
+        if self.qkv_chunk_bytes == 0 or not nystrom_kernel_runs(x):
             return bsz
         groups = -(-torch.get_num_threads() // self.num_heads)
         return items_per_chunk(num_tokens * 3 * channels * 4,

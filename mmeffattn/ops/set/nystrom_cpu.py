@@ -3,7 +3,7 @@ kernel (``_ext/csrc/set_nystrom_cpu.cpp``). Each (batch, head) group's
 features, Gibbs kernels, Sinkhorn iterations, gather and scatter run back to
 back on per-thread buffers, forward and backward. Nothing N x m outlives a
 group; backward recomputes the kernels. Same maths as
-:class:`~.transport.NystromTransportFunction`, which stays the path for
+:class:`~.transport.SeTNystromTransportFunction`, which stays the path for
 other devices, dtypes and tracing (tests: the two agree, values and every
 gradient)."""
 import torch
@@ -12,13 +12,13 @@ from .._ext import eager_kernel_runs, require_extension
 
 
 def nystrom_kernel_runs(qkv: torch.Tensor) -> bool:
-    """Whether :class:`NystromTransportCPUFunction` runs for this input:
+    """Whether :class:`SeTNystromTransportCPUFunction` runs for this input:
     eager, CPU, fp32 / fp64 / bf16 (computed in fp32), kernels built."""
     return eager_kernel_runs(qkv, (torch.float32, torch.float64,
                                    torch.bfloat16))
 
 
-class NystromTransportCPUFunction(torch.autograd.Function):
+class SeTNystromTransportCPUFunction(torch.autograd.Function):
     """``(qkv (B, N, 3, h, d), z (h, a, d), weight (h, a, m), pos_log
     (h or 1, N, m) or None, pos_scale (h,) or None, sigma, num_iters, mask
     (B, N) or None) -> (B, N, h, d)``, the log kernels' positional term

@@ -20,9 +20,9 @@ import torch
 
 from ..export import is_exporting
 from .chunking import items_per_chunk
-from .nystrom_cpu import NystromTransportCPUFunction, nystrom_kernel_runs
+from .nystrom_cpu import SeTNystromTransportCPUFunction, nystrom_kernel_runs
 from .sinkhorn import sinkhorn_log
-from .transport import (NystromTransportFunction, nystrom_log_kernel_traced,
+from .transport import (SeTNystromTransportFunction, nystrom_log_kernel_traced,
                         transport, transport_forward, transport_plans)
 
 
@@ -154,7 +154,7 @@ def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
             kernels; default ``CHUNK_BYTES['kernels']`` (:mod:`.chunking`).
         kernel: run the CPU kernel (:mod:`.nystrom_cpu`); default: where
             it runs (eager, CPU, fp32 / fp64 / bf16), else the PyTorch path
-            (:class:`~.transport.NystromTransportFunction`).
+            (:class:`~.transport.SeTNystromTransportFunction`).
         pos_scale: (h,) or None: the positional term is
             ``pos_scale[:, None, None] * pos_log`` (SeT's penalty is a
             per-head scale of one (1, N, m) grid; the kernel never forms
@@ -169,7 +169,7 @@ def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
     if kernel:
         if mask is not None:
             mask = mask.to(torch.bool).contiguous()
-        return NystromTransportCPUFunction.apply(
+        return SeTNystromTransportCPUFunction.apply(
             qkv, z, weight, pos_log, pos_scale, sigma, num_iters, mask)
     if pos_scale is not None:
         pos_log = pos_scale[:, None, None] * pos_log
@@ -187,8 +187,8 @@ def set_attention_nystrom(qkv: torch.Tensor, z: torch.Tensor,
         return out.to(qkv.dtype).transpose(1, 2)
     chunk = items_per_chunk(heads * num_tokens * weight.shape[-1] * 4,
                             chunk_bytes, 'kernels')
-    return NystromTransportFunction.apply(qkv, z, weight, pos_log, sigma,
-                                          num_iters, mask, chunk)
+    return SeTNystromTransportFunction.apply(qkv, z, weight, pos_log, sigma,
+                                             num_iters, mask, chunk)
 
 
 __all__ = ['set_attention', 'set_attention_nystrom', 'grid_positions',

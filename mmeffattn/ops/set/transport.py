@@ -1,7 +1,7 @@
 """SeT's transport as autograd functions with hand-written backward passes:
-Sinkhorn (scaling domain) + gather / scatter (:class:`TransportFunction`),
+Sinkhorn (scaling domain) + gather / scatter (:class:`SeTTransportFunction`),
 and for Nystrom features also the features and log kernels
-(:class:`NystromTransportFunction`, the PyTorch path of
+(:class:`SeTNystromTransportFunction`, the PyTorch path of
 :func:`~.set_attention.set_attention_nystrom`).
 
 Autograd through the unrolled Sinkhorn loop saves every N x m temporary of
@@ -33,10 +33,10 @@ def _marginals(kern, mask):
 
 
 def transport_forward(log_q, log_k, v, num_iters, mask, inplace=False):
-    """The forward of :class:`TransportFunction` in plain ops (autograd, export
-    and compile can trace it). Returns ``out`` (work dtype) and the state
-    the fused backward keeps; ``inplace``: the log kernels become the Gibbs
-    kernels."""
+    """The forward of :class:`SeTTransportFunction` in plain ops (autograd,
+    export and compile can trace it). Returns ``out`` (work dtype) and the
+    state the fused backward keeps; ``inplace``: the log kernels become the
+    Gibbs kernels."""
     work = log_q.dtype
     kern_k = gibbs_kernel(log_k, mask, inplace)
     kern_q = gibbs_kernel(log_q, mask, inplace)
@@ -102,7 +102,7 @@ def transport_backward(ctx, saved, grad_out):
     return grad_log_q, grad_log_k, grad_v.to(ctx.v_dtype)
 
 
-class TransportFunction(torch.autograd.Function):
+class SeTTransportFunction(torch.autograd.Function):
     """``out = n T^q (m T^k^T V)`` with ``T^k`` column-exact and ``T^q``
     row-exact Sinkhorn plans of ``logK^k``, ``logK^q`` (see set_attention).
     Runs in the dtype of the log kernels (at least fp32), autocast off."""
@@ -165,12 +165,12 @@ def nystrom_log_kernel_backward(x, z, weight, sigma, grad_log, pieces):
 
 class _Chunk:
     """What the backward keeps of one batch chunk (see
-    :class:`NystromTransportFunction`)."""
+    :class:`SeTNystromTransportFunction`)."""
     m = None
     traces = scalings = v_dtype = None
 
 
-class NystromTransportFunction(torch.autograd.Function):
+class SeTNystromTransportFunction(torch.autograd.Function):
     """SeT attention from the qkv projection (Nystrom features, log kernels
     and the transport in one function), batch chunk by batch chunk.
 
@@ -295,7 +295,7 @@ def transport(log_q: torch.Tensor, log_k: torch.Tensor, v: torch.Tensor,
     if torch.compiler.is_compiling() or is_exporting():
         return transport_forward(log_q, log_k, v, num_iters,
                                  mask)[0].to(v.dtype)
-    return TransportFunction.apply(log_q, log_k, v, num_iters, mask)
+    return SeTTransportFunction.apply(log_q, log_k, v, num_iters, mask)
 
 
 def transport_plans(log_q, log_k, num_iters, mask=None):

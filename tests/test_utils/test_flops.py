@@ -1,13 +1,15 @@
 """get_flops counts every custom op we ship: each autograd function and
 ``torch.library`` op of mmeffattn has a handler (a new one without fails
 here), and SeT attention's handler equals both the count of its plain-op
-(export) path and the hand count of docs/setformer.md."""
+(export) path and the hand count of docs/setformer.md; SDPA, SASA's local
+attention and mmcv's deformable attention are counted."""
 import importlib
 import pkgutil
 
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import mmeffattn
 from mmeffattn.utils.flops import (BACKWARD_OPS, EXTRA_HANDLES,
@@ -110,3 +112,56 @@ def test_set_other_paths_are_counted(feature_map, sinkhorn):
         res = count_complexity(layer, (torch.randn(2, 35, 16), ))
     assert not any('SeT' in op for op in res['unsupported'])
     assert res['macs'] > 2 * 35 * 16 * 16 * 4
+
+
+class SDPAModule(nn.Module):
+
+    def forward(self, x):  # x: (B, h, N, d)
+        return F.scaled_dot_product_attention(x, x, x)
+
+
+def test_sdpa_and_local_attention_are_counted():
+    from mmeffattn.ops import local_attention2d_flops
+    from mmeffattn.utils.flops import count_complexity
+    res = count_complexity(SDPAModule(), (torch.randn(2, 3, 49, 16), ))
+    assert res['macs'] == 2 * 3 * 49 * 49 * (16 + 16)
+    from mmeffattn.models import LocalSelfAttention2d
+    proj = 3 * 32 * 32 * 9 * 11
+    attn = local_attention2d_flops((1, 4, 9, 11, 8), 5)
+    for impl in ('cpp', 'halo'):
+        layer = LocalSelfAttention2d(32, 32, kernel_size=5, num_heads=4,
+                                     impl=impl)
+        res = count_complexity(layer, (torch.randn(1, 32, 9, 11), ))
+        assert res['macs'] == proj + attn
+
+
+def test_deformable_attention_macs_are_counted():
+    from mmcv.ops import MultiScaleDeformableAttention
+
+    from mmeffattn.utils.flops import (count_complexity,
+                                       deformable_attention_macs)
+
+    class Wrap(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.attn = MultiScaleDeformableAttention(
+                embed_dims=32, num_heads=4, num_levels=2, num_points=3,
+                batch_first=True)
+
+        def forward(self, query, value, ref):
+            shapes = torch.tensor([[4, 4], [2, 2]])
+            start = torch.tensor([0, 16])
+            return self.attn(query, value=value, reference_points=ref,
+                             spatial_shapes=shapes, level_start_index=start)
+
+    q, s = 5, 20
+    res = count_complexity(Wrap().eval(), (torch.randn(1, q, 32),
+                                           torch.randn(1, s, 32),
+                                           torch.rand(1, q, 2, 2)))
+    linear = (s * 32 * 32 +              # value projection
+              q * 32 * 4 * 2 * 3 * 2 +   # sampling offsets
+              q * 32 * 4 * 2 * 3 +       # attention weights
+              q * 32 * 32)               # output projection
+    assert deformable_attention_macs(1, q, 4, 2, 3, 8) == 5 * q * 4 * 6 * 8
+    assert res['macs'] == linear + deformable_attention_macs(1, q, 4, 2, 3, 8)

@@ -9,13 +9,15 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import PARITY_DATA, REPO, load_tool
 
-FIXTURE = osp.join(REPO, 'tests', 'data', 'parity', 'sparseformer',
-                   'fixture.pth')
+FIXTURE = osp.join(PARITY_DATA, 'sparseformer', 'fixture.pth')
 TOOL = osp.join(REPO, 'tools', 'model_converters',
                 'sparseformer_to_mmeffattn.py')
-sys.path.insert(0, osp.dirname(TOOL))
+
+
+def load_converter():
+    return load_tool('model_converters/sparseformer_to_mmeffattn.py')
 
 
 def _classifier(fixture):
@@ -30,6 +32,7 @@ def _classifier(fixture):
                   in_channels=fixture['ours_args']['arch']['embed_dims'][1]))
 
 
+@pytest.mark.slow
 def test_converted_fixture_reproduces_the_official_outputs(tmp_path):
     fixture = torch.load(FIXTURE, weights_only=True)
     assert len(fixture['commit']) == 40
@@ -61,14 +64,14 @@ def test_converted_fixture_reproduces_the_official_outputs(tmp_path):
 
 
 def test_converter_names_a_key_that_does_not_map():
-    from sparseformer_to_mmeffattn import convert, official_state_dict
+    conv = load_converter()
     fixture = torch.load(FIXTURE, weights_only=True)
     state = dict(fixture['state_dict'])
     state['layers.0.stage_embedding.weight'] = torch.zeros(2, 16)
     with pytest.raises(KeyError, match=r"'layers\.0\.stage_embedding"):
-        convert(state)
+        conv.convert(state)
     ema = {'module.' + k: v for k, v in fixture['state_dict'].items()}
-    picked = official_state_dict(dict(model={}, model_ema=ema))
+    picked = conv.official_state_dict(dict(model={}, model_ema=ema))
     assert set(picked) == set(fixture['state_dict'])
 
 
@@ -77,8 +80,7 @@ def test_converter_reads_an_official_training_checkpoint(tmp_path,
     """The Swin-codebase checkpoint pickles its yacs ``config``: it is read
     weights-only (as data) and ``model_ema`` is picked."""
     import types
-
-    from sparseformer_to_mmeffattn import load_official, official_state_dict
+    conv = load_converter()
     yacs, config = types.ModuleType('yacs'), types.ModuleType('yacs.config')
 
     class CfgNode(dict):
@@ -99,8 +101,8 @@ def test_converter_reads_an_official_training_checkpoint(tmp_path,
                         dict(TYPE='sparseformer'))))), path)
     monkeypatch.delitem(sys.modules, 'yacs.config')
     monkeypatch.delitem(sys.modules, 'yacs')
-    ckpt = load_official(str(path))
+    ckpt = conv.load_official(str(path))
     assert ckpt['config']['MODEL']['TYPE'] == 'sparseformer'
-    state = official_state_dict(ckpt)
+    state = conv.official_state_dict(ckpt)
     torch.testing.assert_close(state['token_roi.weight'],
                                weights['token_roi.weight'])

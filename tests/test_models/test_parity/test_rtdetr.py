@@ -11,7 +11,6 @@ rtdetr_pytorch; commit in ``tests/data/parity/rtdetr/fixture.pth``).
 * the varifocal loss is the official formula, elementwise and in gradient.
 """
 import gzip
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -22,9 +21,9 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO
+from helpers import PARITY_DATA, REPO, load_tool
 
-DATA = osp.join(REPO, 'tests', 'data', 'parity', 'rtdetr')
+DATA = osp.join(PARITY_DATA, 'rtdetr')
 # the official model's parameters, the denoising embedding's padding row
 # (all zero, never used) excluded
 OFFICIAL_PARAMS = {18: 20184464, 50: 42944620, 101: 76661740}
@@ -32,12 +31,7 @@ PADDING_ROW = 256
 
 
 def load_converter():
-    spec = importlib.util.spec_from_file_location(
-        'rtdetr_to_mmeffattn',
-        osp.join(REPO, 'tools', 'model_converters', 'rtdetr_to_mmeffattn.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('model_converters/rtdetr_to_mmeffattn.py')
 
 
 def official_vfl(logits, labels, ious, alpha=0.75, gamma=2.0):
@@ -145,6 +139,7 @@ def _official_groups(depth, name):
     return 1e-4, 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('depth', [18, 50, 101])
 def test_official_checkpoint_layout_loads_and_trains_as_official(depth):
     """Zeros in the shape of every official state-dict entry convert and load
@@ -182,6 +177,7 @@ def test_official_checkpoint_layout_loads_and_trains_as_official(depth):
     assert all(not params[k].requires_grad for k in frozen)
 
 
+@pytest.mark.slow
 def test_converter_names_an_unmapped_key(tmp_path):
     conv = load_converter()
     with pytest.raises(KeyError, match=r"decoder\.tgt_embed\.weight"):

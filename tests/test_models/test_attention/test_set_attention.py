@@ -1,8 +1,12 @@
+"""SeTAttention (the module): shapes, permutation equivariance, gradcheck,
+low precision, refused arguments, batch chunks, and reference positions in
+the model's dtype."""
 import pytest
 import torch
-from conftest import assert_same_set_attention
+from helpers import assert_same_set_attention
 
 from mmeffattn.models import SeTAttention
+from mmeffattn.ops import grid_positions, squared_distances
 
 
 @pytest.mark.parametrize('hw', [(7, 5), (1, 1), (14, 14)])
@@ -73,3 +77,15 @@ def test_batch_chunks_equal_one_chunk():
     mask = torch.ones(5, 15, dtype=torch.bool)
     mask[3, -4:] = False
     assert_same_set_attention(chunked, whole, x, (5, 3), (None, mask))
+
+
+def test_fp64_model_uses_fp64_reference_positions():
+    """SeTAttention's reference positions follow the model's dtype: in an
+    fp64 model the token-to-reference distances are the fp64 grid's, not a
+    cast of an fp32 grid (off by ~1e-8)."""
+    module = SeTAttention(embed_dims=12, num_heads=2, num_refs=9).double()
+    dist2 = module.grid_distances(5, 7, torch.device('cpu'), torch.float64)
+    exact = squared_distances(grid_positions(5, 7, dtype=torch.float64),
+                              grid_positions(3, 3, dtype=torch.float64))
+    assert dist2.dtype == torch.float64
+    assert torch.equal(dist2, exact)

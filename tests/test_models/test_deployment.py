@@ -1,19 +1,17 @@
-"""Deployment: ONNX export equal in onnxruntime (never silently wrong), and
-torch.compile without graph breaks."""
-import os.path as osp
-import sys
-
+"""Deployment: ONNX export equal in onnxruntime (never silently wrong), a
+dynamic batch that stays dynamic, and torch.compile without graph breaks."""
 import pytest
 import torch
-from conftest import CLS_CFG, REPO, RETINA_CFG, SET_CFG
+import torch.nn as nn
+from helpers import CLS_CFG, RETINA_CFG, SET_CFG
 
-sys.path.insert(0, osp.join(REPO, 'tools', 'deployment'))
+from mmeffattn.utils.onnx_export import (ExportError, build_model,
+                                         check_batch_axis, check_onnx, export,
+                                         export_input)
 
 onnx = pytest.importorskip('onnx', reason='requirements/optional.txt')
 pytest.importorskip('onnxruntime', reason='requirements/optional.txt')
 pytest.importorskip('onnxscript', reason='requirements/optional.txt')
-
-from pytorch2onnx import ExportError, build_model, check_onnx, export  # noqa
 
 CASES = {'sasa-cls': (CLS_CFG, 32), 'setformer-cls': (SET_CFG, 32),
          'retinanet-sasa': (RETINA_CFG, 64)}
@@ -35,6 +33,7 @@ def exported(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_onnxruntime_equals_pytorch(name, exported):
     path, x, refs = exported[name]
@@ -43,6 +42,7 @@ def test_onnxruntime_equals_pytorch(name, exported):
     print(name, 'max abs diff / scale:', diffs)
 
 
+@pytest.mark.slow
 def test_a_wrong_export_cannot_pass(exported, tmp_path):
     from onnx import numpy_helper
     path, x, refs = exported['sasa-cls']
@@ -56,17 +56,47 @@ def test_a_wrong_export_cannot_pass(exported, tmp_path):
         check_onnx(bad, x, refs, atol=1e-4)
 
 
-def test_tool_exports_and_checks(tmp_path):
-    from conftest import TOOLS, run_tool
-    out = run_tool([osp.join(TOOLS, 'deployment', 'pytorch2onnx.py'),
-                    CLS_CFG, '--shape', '32', '32', '--dynamic', '--out',
-                    str(tmp_path / 'm.onnx')], str(tmp_path))
-    assert 'onnxruntime matches PyTorch' in out.stdout
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(tmp_path / 'm.onnx'))
-    res = sess.run(None, {sess.get_inputs()[0].name:
-                          torch.randn(3, 3, 32, 32).numpy()})
-    assert res[0].shape == (3, 10)  # dynamic batch
+class _Windows(nn.Module):
+    """AlterNet's window attention (padded windows) as an image model."""
+
+    def __init__(self):
+        super().__init__()
+        from mmeffattn.models import WindowSelfAttention2d
+        self.attn = WindowSelfAttention2d(3, 4, num_heads=2, head_dim=4,
+                                          window_size=4)
+
+    def forward(self, x):
+        return (self.attn(x), )
+
+
+def test_dynamic_export_is_dynamic_at_batch_1(tmp_path):
+    pytest.importorskip('onnxruntime', reason='requirements/optional.txt')
+    pytest.importorskip('onnxscript', reason='requirements/optional.txt')
+    import onnx
+    from onnx import TensorProto, helper
+    torch.manual_seed(0)
+    model = _Windows().eval()
+    x = export_input(torch.randn(1, 3, 10, 9), dynamic=True)
+    assert x.shape[0] == 2          # a size-1 batch would be specialised
+    path = str(tmp_path / 'dynamic.onnx')
+    export(model, x, path, dynamic=True, opset=18)
+    check_batch_axis(path, True, 2)
+    for batch in (1, 3):            # not the export batch
+        xb = torch.randn(batch, 3, 10, 9)
+        with torch.no_grad():
+            check_onnx(path, xb, model(xb), atol=1e-4)
+    # what torch.export makes of a size-1 batch: a static axis, refused
+    graph = helper.make_graph(
+        [helper.make_node('Identity', ['input'], ['out'])], 'static',
+        [helper.make_tensor_value_info('input', TensorProto.FLOAT,
+                                       [1, 3, 4, 4])],
+        [helper.make_tensor_value_info('out', TensorProto.FLOAT,
+                                       [1, 3, 4, 4])])
+    static = str(tmp_path / 'static.onnx')
+    onnx.save(helper.make_model(graph), static)
+    with pytest.raises(ExportError, match='the input batch is static'):
+        check_batch_axis(static, True, 1)
+    check_batch_axis(static, False, 1)
 
 
 def _small_backbones():
@@ -80,6 +110,7 @@ def _small_backbones():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['SASAResNet', 'SeTformer'])
 def test_compile_has_no_graph_break_and_equals_eager(name):
     import torch._dynamo
@@ -109,31 +140,3 @@ def test_compile_has_no_graph_break_and_equals_eager(name):
                                            rtol=1e-4)
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
-
-
-def test_setformer_eval_caches_nystrom_normalisation(monkeypatch):
-    from mmeffattn.models import SeTformer
-    torch.manual_seed(0)
-    model = SeTformer(dict(embed_dims=32, depths=[1, 1, 1, 1],
-                           num_heads=[1, 2, 2, 4], mlp_ratio=2), num_refs=4,
-                      drop_path_rate=0.)
-    model.init_weights()
-    x = torch.randn(1, 3, 64, 64)
-    model.train()
-    with torch.no_grad():
-        ref = model(x)  # computes the normalisation in the forward
-    model.eval()  # caches it
-    calls = []
-    real = torch.linalg.eigh
-    monkeypatch.setattr(torch.linalg, 'eigh',
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
-    with torch.no_grad():
-        outs = model(x)
-    assert not calls  # no eigendecomposition in an eval forward
-    for a, b in zip(ref, outs):
-        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-    with torch.no_grad():  # new weights -> recomputed once
-        for p in model.parameters():
-            p.mul_(1.01)
-        model(x)
-    assert calls

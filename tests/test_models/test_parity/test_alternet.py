@@ -4,34 +4,26 @@ tools/model_converters/alternet_to_mmeffattn.py (fp64).
 tests/data/parity/alternet/alternet.pth (written by generate.py next to
 it) holds the official state dict's layout, the official logits and stage
 means; the weights are rebuilt by synthetic.py, RNG-free."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
+from helpers import PARITY_DATA, load_file, load_tool
 
-DATA = osp.join(osp.dirname(__file__), '..', 'data', 'parity', 'alternet')
-REPO = osp.join(osp.dirname(__file__), '..', '..')
-
-
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DATA = osp.join(PARITY_DATA, 'alternet')
 
 
 @pytest.fixture(scope='module')
 def converter():
-    return load_module('alternet_to_mmeffattn', osp.join(
-        REPO, 'tools', 'model_converters', 'alternet_to_mmeffattn.py'))
+    return load_tool('model_converters/alternet_to_mmeffattn.py')
 
 
+@pytest.mark.slow
 def test_alternet50_equals_official(converter):
     from mmengine.registry import init_default_scope
     from mmpretrain.models import ImageClassifier
     init_default_scope('mmpretrain')  # earlier tests may leave mmdet's
-    synthetic = load_module('synthetic', osp.join(DATA, 'synthetic.py'))
+    synthetic = load_file('synthetic', osp.join(DATA, 'synthetic.py'))
     ref = torch.load(osp.join(DATA, 'alternet.pth'), weights_only=True)
     official = synthetic.synthetic_state_dict(ref['layout'])
     model = ImageClassifier(

@@ -105,7 +105,7 @@ class _Sampler(nn.Module):
 
 
 def test_sampling_and_mixing_macs_are_counted():
-    from mmeffattn.utils.flops import count_complexity
+    from mmeffattn.analysis.flops import count_complexity
     b, c, n, p = 2, 6, 5, 9
     inputs = (torch.randn(b, c, 8, 8), torch.rand(b, n, p, 2),
               torch.randn(b, n, c, c), torch.randn(b, n, p, p))

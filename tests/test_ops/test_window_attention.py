@@ -88,8 +88,8 @@ def test_errors_name_the_problem():
 def test_module_macs_are_counted():
     """The FLOP counter sees the windowed SDPA: 1x1 projections + q k^T and
     attn v over the padded windows."""
+    from mmeffattn.analysis.flops import count_complexity
     from mmeffattn.models import WindowSelfAttention2d
-    from mmeffattn.utils.flops import count_complexity
     layer = WindowSelfAttention2d(16, 32, num_heads=2, head_dim=8,
                                   window_size=4).eval()
     h, w = 7, 9

@@ -19,7 +19,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 from mmengine.config import DictAction  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401
-from mmeffattn.utils.config_flops import get_flops  # noqa: E402
+from mmeffattn.analysis.config_flops import get_flops  # noqa: E402
 
 
 def main(argv=None):

@@ -2,7 +2,7 @@
 
 Activations saved for backward (per image and fixed), weights, gradients,
 optimizer state and EMA copies, at the config's training input size and
-per-GPU batch size; see mmeffattn/utils/memory.py for what is counted.
+per-GPU batch size; see mmeffattn/analysis/memory.py for what is counted.
 
   python tools/analysis_tools/get_memory.py CONFIG [CONFIG ...]
       [--shape H W] [--batch-size N] [--limit-gib 70] [--json OUT]
@@ -19,7 +19,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import mmeffattn  # noqa: E402,F401
-from mmeffattn.utils.memory import training_memory  # noqa: E402
+from mmeffattn.analysis.memory import training_memory  # noqa: E402
 
 COLUMNS = ('config', 'input', 'batch/GPU', 'act/img (MiB)',
            'weights+grads+opt (MiB)', 'total (GiB)')

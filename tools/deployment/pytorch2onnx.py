@@ -26,7 +26,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from mmeffattn.utils import onnx_export  # noqa: E402
+from mmeffattn.deployment import onnx_export  # noqa: E402
 
 
 def main(argv=None):

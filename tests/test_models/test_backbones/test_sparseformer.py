@@ -16,7 +16,7 @@ from mmeffattn.models.backbones import SparseFormer
 def test_sparseformer_params_and_flops_match_the_paper(arch, params, macs):
     """get_flops.py of the ImageNet configs at 224: +-5 % params, +-10 %
     (G)FLOPs of the paper (which counts multiply-adds, as Swin does)."""
-    from mmeffattn.utils.config_flops import get_flops
+    from mmeffattn.analysis.config_flops import get_flops
     cfg = osp.join(REPO, 'configs', 'sparseformer',
                    f'sparseformer-{arch[0]}_8xb128_in1k.py')
     res = get_flops(cfg, (224, 224))

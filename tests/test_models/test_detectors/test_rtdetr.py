@@ -71,7 +71,7 @@ def test_anchor_validity_by_hand():
 @pytest.mark.parametrize('depth,params,gflops', [
     (18, 20e6, 60e9), (50, 42e6, 136e9), (101, 76e6, 259e9)])
 def test_size_matches_the_paper_at_640(depth, params, gflops):
-    from mmeffattn.utils.config_flops import get_flops
+    from mmeffattn.analysis.config_flops import get_flops
     cfg = osp.join(CONFIGS, f'rtdetr_r{depth}vd_8xb2-72e_coco.py')
     res = get_flops(cfg, (640, 640),
                     cfg_options={'model.backbone.init_cfg': None})

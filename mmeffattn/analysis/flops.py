@@ -7,7 +7,7 @@ MACs (multiply-adds) and FLOPs = 2 x MACs (the SASA paper's convention).
 
 Every autograd function and ``torch.library`` op of mmeffattn has a handler
 in :data:`EXTRA_HANDLES` (or runs in backward only, :data:`BACKWARD_OPS`);
-tests/test_tools/test_flops_coverage.py fails for one without.
+tests/test_analysis/test_flops.py fails for one without.
 
 mmcv's multi-scale deformable attention is one op to the counter: its CUDA
 autograd function, and, on CPU, its pure-PyTorch path wrapped in

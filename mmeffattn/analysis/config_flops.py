@@ -4,8 +4,9 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
+from mmeffattn.utils.launch import build_config_model
+
 from .flops import count_complexity
-from .launch import build_config_model
 from .memory import config_input_shape
 
 

@@ -1,4 +1,4 @@
-"""mmeffattn.utils.memory: the input size of every demo config, and the
+"""mmeffattn.analysis.memory: the input size of every demo config, and the
 activation bytes that backward keeps."""
 import glob
 import os.path as osp
@@ -12,7 +12,7 @@ def test_every_demo_config_has_an_input_size():
     """Without the demo data: the digits keep their generator's 32 x 32."""
     from mmengine.config import Config
 
-    from mmeffattn.utils.memory import config_input_shape
+    from mmeffattn.analysis.memory import config_input_shape
     configs = sorted(glob.glob(osp.join(DEMO, '*.py')))
     assert len(configs) > 10
     for path in configs:
@@ -24,7 +24,7 @@ def test_every_demo_config_has_an_input_size():
 
 
 def test_saved_activation_bytes_counts_what_backward_keeps():
-    from mmeffattn.utils.memory import saved_activation_bytes
+    from mmeffattn.analysis.memory import saved_activation_bytes
 
     class Net(nn.Module):
 

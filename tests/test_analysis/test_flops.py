@@ -12,8 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import mmeffattn
-from mmeffattn.utils.flops import (BACKWARD_OPS, EXTRA_HANDLES,
-                                   count_complexity, set_attention_macs)
+from mmeffattn.analysis.flops import (BACKWARD_OPS, EXTRA_HANDLES,
+                                      count_complexity, set_attention_macs)
 
 
 def _import_all():
@@ -38,7 +38,7 @@ def test_every_custom_function_and_op_has_a_counter():
     uncounted = [n for n in functions + ops
                  if n not in EXTRA_HANDLES and n not in BACKWARD_OPS]
     assert not uncounted, (
-        f'custom ops without a FLOP handler in mmeffattn/utils/flops.py: '
+        f'custom ops without a FLOP handler in mmeffattn/analysis/flops.py: '
         f'{uncounted}')
 
 
@@ -121,8 +121,8 @@ class SDPAModule(nn.Module):
 
 
 def test_sdpa_and_local_attention_are_counted():
+    from mmeffattn.analysis.flops import count_complexity
     from mmeffattn.ops import local_attention2d_flops
-    from mmeffattn.utils.flops import count_complexity
     res = count_complexity(SDPAModule(), (torch.randn(2, 3, 49, 16), ))
     assert res['macs'] == 2 * 3 * 49 * 49 * (16 + 16)
     from mmeffattn.models import LocalSelfAttention2d
@@ -138,8 +138,8 @@ def test_sdpa_and_local_attention_are_counted():
 def test_deformable_attention_macs_are_counted():
     from mmcv.ops import MultiScaleDeformableAttention
 
-    from mmeffattn.utils.flops import (count_complexity,
-                                       deformable_attention_macs)
+    from mmeffattn.analysis.flops import (count_complexity,
+                                          deformable_attention_macs)
 
     class Wrap(nn.Module):
 

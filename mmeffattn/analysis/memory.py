@@ -216,7 +216,7 @@ def training_memory(cfg, shape: Optional[Tuple[int, int]] = None,
     over-estimate for per-image work of fixed size (RoI heads); for inputs
     whose full-size measurement does not fit the host's memory.
     """
-    from .launch import build_config_model
+    from mmeffattn.utils.launch import build_config_model
     scope = cfg.get('default_scope', 'mmpretrain')
     full = shape or config_input_shape(cfg, 'train')
     height, width = (-(-s // downscale) for s in full)

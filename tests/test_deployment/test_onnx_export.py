@@ -5,9 +5,9 @@ import torch
 import torch.nn as nn
 from helpers import CLS_CFG, RETINA_CFG, SET_CFG
 
-from mmeffattn.utils.onnx_export import (ExportError, build_model,
-                                         check_batch_axis, check_onnx, export,
-                                         export_input)
+from mmeffattn.deployment.onnx_export import (ExportError, build_model,
+                                              check_batch_axis, check_onnx,
+                                              export, export_input)
 
 onnx = pytest.importorskip('onnx', reason='requirements/optional.txt')
 pytest.importorskip('onnxruntime', reason='requirements/optional.txt')

@@ -1,0 +1,1 @@
+"""Deployment: ONNX export of a config's model, checked in onnxruntime."""

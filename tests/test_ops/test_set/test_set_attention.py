@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_same_set_attention
+from helpers import assert_same_set_attention
 
 from mmeffattn.ops import (gaussian_sphere_kernel, grid_positions,
                            nystrom_features, positional_log_penalty,

@@ -37,8 +37,8 @@ $PIP install -q $C -r requirements/toolboxes.txt -r requirements/tests.txt \
 echo "[setup] mmeffattn (editable)"
 $PIP install -q $C --no-build-isolation --no-deps -e .
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmeffattn, torch; print('[setup] ok: torch', torch.__version__, 'mmcv', mmcv.__version__)"
-# the CPU kernels are a JIT build (1-3 min on 2 cores): made here, once, not inside a test
+# the CPU kernels: built once per source version (1-7 min on 2 cores), here, not inside a test
 echo "[setup] mmeffattn CPU kernels"
-"$VENV/bin/python" -c "import sys; from mmeffattn.ops.cpu_extension import load_cpu_extension as load; sys.exit(load() is None)" \
+"$VENV/bin/python" -c "import sys; from mmeffattn.ops._ext import load_extension as load; sys.exit(load() is None)" \
   || echo "[setup] warning: the CPU kernels did not build; the PyTorch paths run instead"
 cat requirements/*.txt setup.py > "$STAMP"

@@ -12,7 +12,7 @@ PACKAGE = osp.join(REPO, 'mmeffattn')
 DOC = osp.join(REPO, 'docs', 'architecture.md')
 LINES = {'version': 0, 'registry': 0, 'ops': 1, 'utils': 2, 'models': 3,
          'datasets': 3, 'engine': 4, 'analysis': 4, 'deployment': 4,
-         'visualization': 4}
+         'visualization': 4, 'converters': 4}
 
 
 def _tree_block():

@@ -1,5 +1,5 @@
 """AlterNet-50 against the official xxxnell/how-do-vits-work model through
-tools/model_converters/alternet_to_mmeffattn.py (fp64).
+mmeffattn.converters.alternet (fp64).
 
 tests/data/parity/alternet/alternet.pth (written by generate.py next to
 it) holds the official state dict's layout, the official logits and stage
@@ -8,14 +8,16 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import PARITY_DATA, load_file, load_tool
+from helpers import PARITY_DATA, load_file
+
+from mmeffattn.converters import alternet
 
 DATA = osp.join(PARITY_DATA, 'alternet')
 
 
 @pytest.fixture(scope='module')
 def converter():
-    return load_tool('model_converters/alternet_to_mmeffattn.py')
+    return alternet
 
 
 @pytest.mark.slow

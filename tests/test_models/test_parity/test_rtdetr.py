@@ -3,7 +3,7 @@ rtdetr_pytorch; commit in ``tests/data/parity/rtdetr/fixture.pth``).
 
 * the golden fixture: a tiny official HybridEncoder + RTDETRTransformer
   (random weights, official layout) converted with
-  ``tools/model_converters/rtdetr_to_mmeffattn.py`` reproduces the official
+  ``mmeffattn.converters.rtdetr`` reproduces the official
   outputs in fp64, eval and train mode;
 * every entry of the full official R18/R50/R101 state dicts converts and
   loads with ``strict=True`` into our configs' models, whose parameter
@@ -21,7 +21,9 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import PARITY_DATA, REPO, load_tool
+from helpers import PARITY_DATA, REPO
+
+from mmeffattn.converters import rtdetr
 
 DATA = osp.join(PARITY_DATA, 'rtdetr')
 # the official model's parameters, the denoising embedding's padding row
@@ -31,7 +33,7 @@ PADDING_ROW = 256
 
 
 def load_converter():
-    return load_tool('model_converters/rtdetr_to_mmeffattn.py')
+    return rtdetr
 
 
 def official_vfl(logits, labels, ious, alpha=0.75, gamma=2.0):

@@ -1,7 +1,7 @@
 """SparseFormer equals the official implementation: the golden fixture
 (tests/data/parity/sparseformer: an official-layout state dict of a tiny
 model, its input and the official outputs, commit recorded) converted by
-tools/model_converters/sparseformer_to_mmeffattn.py reproduces the official
+mmeffattn.converters.sparseformer reproduces the official
 outputs in float64, in eval and in train mode (drop path, same seed)."""
 import os.path as osp
 import subprocess
@@ -9,7 +9,9 @@ import sys
 
 import pytest
 import torch
-from helpers import PARITY_DATA, REPO, load_tool
+from helpers import PARITY_DATA, REPO
+
+from mmeffattn.converters import sparseformer
 
 FIXTURE = osp.join(PARITY_DATA, 'sparseformer', 'fixture.pth')
 TOOL = osp.join(REPO, 'tools', 'model_converters',
@@ -17,7 +19,7 @@ TOOL = osp.join(REPO, 'tools', 'model_converters',
 
 
 def load_converter():
-    return load_tool('model_converters/sparseformer_to_mmeffattn.py')
+    return sparseformer
 
 
 def _classifier(fixture):

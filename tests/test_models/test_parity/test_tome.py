@@ -8,13 +8,15 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import PARITY_DATA, load_tool
+from helpers import PARITY_DATA
+
+from mmeffattn import converters
 
 TOME_FIXTURE = osp.join(PARITY_DATA, 'tome', 'tome.pth')
 
 
 def load_converter(name):
-    return load_tool(f'model_converters/{name}.py')
+    return getattr(converters, name.replace('_to_mmeffattn', ''))
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""What every converter of official weights (tools/model_converters/) shares:
+"""What every converter of official weights shares:
 renaming with a check that no two keys collide, the command line, the
 optional strict load into a config's model, and the weights-only output."""
 import argparse

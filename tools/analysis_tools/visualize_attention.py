@@ -1,13 +1,7 @@
-"""Draw what the attention of a trained model does on an image.
-
-- SASA (``LocalSelfAttention2d``): the k x k softmax weights of chosen query
-  pixels, one panel per head, overlaid on the image where the window lies.
-- SeT (``SeTAttention``): the transport plans -- each reference's mass over
-  the image (T^k), and each query's mixture over the references (N T^q) with
-  the attention map it implies (N m T^q T^k^T, a row of the effective
-  attention).
-- Detectors: the painted predictions (mmdet's visualizer), besides the above
-  for their backbone.
+"""Draw what the attention of a trained model does on an image: SASA's
+window weights, SeT's transport plans, and for detectors also the painted
+predictions (:mod:`mmeffattn.visualization.attention_maps` says what each
+panel shows).
 
 Writes PNGs and ``attention.json`` (the drawn weights) into ``--out``.
 

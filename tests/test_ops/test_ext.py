@@ -46,12 +46,12 @@ def test_stale_build_lock_is_removed_not_waited_on():
     assert out.stdout.strip() == 'loaded'
 
 
-def test_build_directory_names_python_torch_flags_and_source_hash():
+def test_build_directory_names_python_torch_flags_and_build_hash():
     import torch
 
-    from mmeffattn.ops._ext import build_directory, extension_name, source_hash
+    from mmeffattn.ops._ext import build_directory, build_hash, extension_name
     path = build_directory()
-    assert osp.basename(path) == f'{extension_name()}_{source_hash()}'
+    assert osp.basename(path) == f'{extension_name()}_{build_hash()}'
     assert f'torch{torch.__version__}' in path
 
 
@@ -75,11 +75,22 @@ def test_changed_sources_build_into_a_folder_of_their_own(tmp_path,
                                                           monkeypatch):
     """The hash follows the sources' content, not their path."""
     from mmeffattn.ops._ext import build
-    original = build.source_hash()
+    original = build.build_hash()
     csrc = tmp_path / 'csrc'
     shutil.copytree(build.CSRC, csrc)
     monkeypatch.setattr(build, 'CSRC', str(csrc))
-    assert build.source_hash() == original
+    assert build.build_hash() == original
     with open(csrc / 'pybind.cpp', 'a') as f:
         f.write('\n// a change\n')
-    assert build.source_hash() != original
+    assert build.build_hash() != original
+
+
+def test_another_torch_installation_builds_into_its_own_folder(monkeypatch):
+    """Two environments (e.g. each checkout's own .venv) write different
+    include paths into torch's ninja file: sharing a folder would make each
+    rebuild the other's module on every load."""
+    from mmeffattn.ops._ext import build
+    original = build.build_hash()
+    monkeypatch.setattr(build, '_torch_root',
+                        lambda: '/elsewhere/.venv/lib/torch')
+    assert build.build_hash() != original

@@ -3,10 +3,10 @@
 Only the ops' backend modules import this package; models and tools use the
 public functions of :mod:`mmeffattn.ops`.
 """
-from .build import (build_directory, eager_kernel_runs, extension_available,
-                    extension_name, load_extension, require_extension,
-                    source_hash)
+from .build import (build_directory, build_hash, eager_kernel_runs,
+                    extension_available, extension_name, load_extension,
+                    require_extension)
 
-__all__ = ['build_directory', 'eager_kernel_runs', 'extension_available',
-           'extension_name', 'load_extension', 'require_extension',
-           'source_hash']
+__all__ = ['build_directory', 'build_hash', 'eager_kernel_runs',
+           'extension_available', 'extension_name', 'load_extension',
+           'require_extension']

@@ -4,10 +4,12 @@ The sources (``csrc/``: one file per kernel, bound together by
 ``csrc/pybind.cpp``) are compiled with torch's cpp_extension (ninja, the
 system C++ compiler) where they run, with this CPU's SIMD flags, into torch's
 extension cache (``TORCH_EXTENSIONS_DIR``). The cache folder is keyed by the
-Python and torch versions, the flags and a hash of the sources, and the
-sources are copied into it before the build: every checkout of the same
-sources on a machine shares one build (a load takes milliseconds), and
-changed sources build into a folder of their own, never over another's.
+Python and torch versions and a hash of the sources, the flags and the torch
+installation's path (the ninja file names its include and library folders),
+and the sources are copied into it before the build: every checkout of the
+same sources using one environment shares one build (a load takes
+milliseconds), and changed sources or another environment build into a
+folder of their own, never over another's.
 
 A build prints one line before it starts (a minute or more on two cores) and
 one while it waits for another process's build. If the build fails, the ops
@@ -64,14 +66,23 @@ def _source_files():
     return sorted(f for f in os.listdir(CSRC) if f.endswith(('.cpp', '.h')))
 
 
-def source_hash() -> str:
-    """12 hex digits of the SHA-256 of the sources, headers and flags."""
+def _torch_root() -> str:
+    """The torch installation the module compiles and links against (its
+    include and library paths go into torch's ninja file)."""
+    import torch
+    return osp.dirname(torch.__file__)
+
+
+def build_hash() -> str:
+    """12 hex digits of the SHA-256 of the sources, headers, flags and the
+    torch installation: any of them changed builds into another folder."""
     digest = hashlib.sha256()
     for name in _source_files():
         digest.update(name.encode() + b'\0')
         with open(osp.join(CSRC, name), 'rb') as f:
             digest.update(f.read() + b'\0')
-    digest.update(' '.join(_compile_flags()).encode())
+    digest.update(' '.join(_compile_flags()).encode() + b'\0')
+    digest.update(_torch_root().encode())
     return digest.hexdigest()[:12]
 
 
@@ -84,13 +95,13 @@ def extension_name() -> str:
 
 def build_directory() -> str:
     """``$TORCH_EXTENSIONS_DIR`` (or torch's default root) / Python and torch
-    versions / :func:`extension_name` _ :func:`source_hash`."""
+    versions / :func:`extension_name` _ :func:`build_hash`."""
     import torch
     from torch.utils.cpp_extension import get_default_build_root
     root = os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()
     abi = (f'py{sys.version_info[0]}{sys.version_info[1]}'
            f'_torch{torch.__version__}')
-    return osp.join(root, abi, f'{extension_name()}_{source_hash()}')
+    return osp.join(root, abi, f'{extension_name()}_{build_hash()}')
 
 
 def _say(message):

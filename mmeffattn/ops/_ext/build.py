@@ -140,7 +140,7 @@ def _load_under_build_lock():
         built = osp.exists(osp.join(directory, f'{extension_name()}.so'))
         if not built:
             _say(f'building the CPU kernels into {directory} (once per '
-                 'machine and source version; a minute or more)')
+                 'environment and source version; a minute or more)')
         return load(name=extension_name(), sources=_copy_sources(directory),
                     build_directory=directory,
                     extra_cflags=_compile_flags(),
